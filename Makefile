@@ -1,0 +1,54 @@
+# Every target creates the virtual environment when it is missing: `make demo` and `make test`
+# are all a fresh machine needs (Python >= 3.11).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WORKERS ?= 2
+
+.PHONY: venv demo test release check-release collect autograde feedback export report lab bench pretrain clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (nbgrader 0.9.6)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(VENV)/bin/jupyter server extension enable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+demo: $(STAMP)              ## release, grade a demo class of good and broken submissions, report
+	$(PY) -m autograder demo --workers $(WORKERS)
+
+test: $(STAMP)              ## the harness: every assignment, lecture, bad input and command
+	$(PY) -m pytest -q -p no:cacheprovider
+
+release: $(STAMP)           ## regenerate assignments/ from solutions/
+	$(PY) -m autograder release
+
+check-release: $(STAMP)     ## fail if assignments/ drifted from solutions/
+	$(PY) -m autograder release --check
+
+collect: $(STAMP)           ## make collect FROM=path/to/folder-or.zip
+	$(PY) -m autograder collect $(FROM)
+
+autograde: $(STAMP)
+	$(PY) -m autograder autograde --workers $(WORKERS)
+
+feedback: $(STAMP)
+	$(PY) -m autograder feedback
+
+export: $(STAMP)
+	$(PY) -m autograder export --to grades.csv
+
+report: $(STAMP)
+	$(PY) -m autograder report
+
+lab: $(STAMP)               ## JupyterLab with nbgrader's extension, on this course
+	$(VENV)/bin/jupyter lab
+
+bench: $(STAMP)             ## speed figures (not tests): autograde overhead and parallel speed-up
+	$(PY) -m autograder.bench
+
+clean:
+	rm -rf build submitted autograded feedback gradebook.db reports logs staging grades.csv

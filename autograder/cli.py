@@ -1,0 +1,111 @@
+"""``python -m autograder COMMAND``: the instructor's commands (each is also a Make target)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.course import Course
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    p.add_argument("--course", metavar="DIR", help="course root for submitted/, autograded/, feedback/, "
+                   "the gradebook and reports (default: the repository)")
+    p.add_argument("--db-url", help="gradebook URL (default: $COURSE_DB_URL or sqlite in the course root)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("release", help="generate assignments/ from solutions/; fails on an invalid source")
+    r.add_argument("assignments", nargs="*")
+    r.add_argument("--check", action="store_true", help="only check that assignments/ matches a fresh release")
+
+    c = sub.add_parser("collect", help="take submissions from a folder or a zip")
+    c.add_argument("source", type=Path)
+    c.add_argument("--assignment", help="the assignment, when the layout is <student>/<files>")
+
+    a = sub.add_parser("autograde", help="grade every submission in parallel")
+    a.add_argument("assignments", nargs="*")
+    a.add_argument("--workers", type=int, default=1)
+    a.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    a.add_argument("--cell-timeout", type=int, help="seconds one cell may run (default from nbgrader_config.py)")
+    a.add_argument("--force", action="store_true", help="regrade submissions that have not changed")
+
+    f = sub.add_parser("feedback", help="HTML feedback per student per assignment (no hidden-test code)")
+    f.add_argument("assignments", nargs="*")
+
+    e = sub.add_parser("export", help="write the grades CSV")
+    e.add_argument("--to", type=Path, default=Path("grades.csv"))
+
+    sub.add_parser("report", help="item analysis: how many students passed each test (text, HTML, CSV)")
+
+    d = sub.add_parser("demo", help="release, grade a demo class of good and broken submissions, report")
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--cell-timeout", type=int, default=20)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from autograder.demo import run_demo
+
+        course = Course.open()
+        root = Path(args.course).resolve() if args.course else course.repo / "build" / "demo"
+        return run_demo(course.repo, root, workers=args.workers, cell_timeout=args.cell_timeout)
+
+    course = Course.open(root=args.course, db_url=args.db_url)
+    if args.command == "release":
+        from autograder.release import ReleaseError, check_release, release
+
+        try:
+            if args.check:
+                problems = check_release(course)
+                for line in problems:
+                    print(line)
+                print("assignments/ matches solutions/" if not problems else f"{len(problems)} problem(s)")
+                return 1 if problems else 0
+            for path in release(course, args.assignments or None):
+                print(f"released {path.relative_to(course.repo)}")
+        except ReleaseError as err:
+            print(f"release failed: {err}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "collect":
+        from autograder.collect import collect
+
+        pairs = collect(course, args.source, args.assignment)
+        print(f"collected {len(pairs)} submission(s) into {course.submitted()}")
+        return 0
+    if args.command == "autograde":
+        from autograder.grade import Autograder
+        from autograder.reports import score_table
+
+        results = Autograder(course, workers=args.workers, cell_timeout=args.cell_timeout,
+                             force=args.force).run(args.assignments or None, args.student)
+        print(score_table(course, results))
+        failed = [r for r in results if r.status == "failed"]
+        print(f"{len(results) - len(failed)} graded, {len(failed)} failed (logged with reasons; scored zero)")
+        return 0
+    if args.command == "feedback":
+        from autograder.feedback import generate_feedback
+
+        files = generate_feedback(course, args.assignments or None)
+        print(f"wrote {len(files)} feedback file(s) under {course.feedback_dir()}")
+        return 0
+    if args.command == "export":
+        from autograder.reports import export_grades
+
+        print(f"wrote {export_grades(course, args.to.resolve())}")
+        return 0
+    if args.command == "report":
+        from autograder.reports import write_report
+
+        csv_path, html_path, text = write_report(course)
+        print(text)
+        print(f"\nwrote {csv_path} and {html_path}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

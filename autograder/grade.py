@@ -1,0 +1,299 @@
+"""Parallel, fault-tolerant autograding over nbgrader's own ``autograde`` app.
+
+Each (student, assignment) is graded by its own ``nbgrader autograde`` process, so a submission
+that hangs, kills its kernel or floods its output harms no one else. Before grading, each
+submission is copied to a staging folder; unreadable notebooks are left out of that copy, which
+nbgrader then scores as missing (zero, with the reason logged). Results, with a content hash of
+each submission, go to ``<root>/reports/autograde.json``: a later run skips submissions whose hash
+and grade are unchanged (``--force`` regrades).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.course import Course, grade_id, read_notebook
+
+JOB_TIMEOUT_S = 3600  # one submission's whole grading, all cells together
+
+
+@dataclass
+class GradeResult:
+    student: str
+    assignment: str
+    status: str = "pending"          # graded | failed | skipped
+    reason: str = ""                 # why it failed, in one line
+    events: list[str] = field(default_factory=list)  # tampering restored, cells timed out, ...
+    seconds: float = 0.0
+    content_hash: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.assignment}/{self.student}"
+
+
+def submission_hash(folder: Path) -> str:
+    """SHA-256 over every file's relative path and bytes."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+# nbgrader log lines that an instructor should hear about, and how we say them
+_EVENT_PATTERNS = [
+    (re.compile(r"No submitted file: (\S+)"), "notebook {0} missing: scored zero"),
+    (re.compile(r"CellTimeoutError|Timeout waiting for (execute|IOPub)|timed out", re.I), "a cell ran past the time limit and was interrupted"),
+    (re.compile(r"DeadKernelError|Kernel died|kernel became unresponsive", re.I), "the kernel died"),
+]
+
+
+def _events_from_log(log: str) -> list[str]:
+    events = []
+    for pattern, text in _EVENT_PATTERNS:
+        for m in pattern.finditer(log):
+            event = text.format(*(g for g in m.groups() if g))
+            if event not in events:
+                events.append(event)
+    return events
+
+
+def _failure_reason(log: str, returncode: int) -> str:
+    if re.search(r"DeadKernelError|Kernel died", log):
+        return "the kernel died while running the notebook (sys.exit/os._exit, a crash or memory exhaustion)"
+    if "became unresponsive" in log:
+        return "the kernel stopped responding and could not be interrupted"
+    errors = [line for line in log.splitlines() if "| ERROR]" in line or line.startswith(("nbgrader.", "Traceback"))]
+    detail = [line for line in log.splitlines() if re.match(r"\s*\w+(\.\w+)*(Error|Exception): ", line)]
+    if detail:
+        return detail[-1].strip()[:300]
+    return (errors[-1].split("]", 1)[-1].strip() if errors else f"nbgrader exited with code {returncode}")[:300]
+
+
+def _repair(nb, released, source=None) -> list[str]:
+    """Fix in place what nbgrader trips on, and say what was found.
+
+    * A duplicated graded cell keeps its last copy, as nbgrader's DeduplicateIds does, but the
+      extra copy loses its metadata key entirely (nbgrader leaves an empty dict, which crashes
+      ``OverwriteCells.add_missing_cells``).
+    * A deleted graded, answer or locked cell is put back, in course order, as released: an answer
+      cell comes back blank, a test cell is then restored in full by nbgrader. (nbgrader restores
+      test cells only, and crashes when the cell before a deleted one is gone too.)
+    * A test or locked cell whose source differs from the release is reported; nbgrader
+      overwrites it from the gradebook.
+    """
+    events, seen = [], {}
+    for cell in reversed(nb.cells):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid is None:
+            continue
+        if gid in seen:
+            del cell.metadata["nbgrader"]
+            events.append(f"cell {gid} was duplicated: extra copy dropped")
+        else:
+            seen[gid] = cell
+    if released is None:
+        return events
+    originals = {}
+    for original in (released, source):
+        for cell in (original.cells if original is not None else []):
+            if grade_id(cell):
+                originals.setdefault(grade_id(cell), set()).add(cell.source.strip())
+    prev = None
+    for cell in released.cells:
+        gid = grade_id(cell)
+        if gid is None:
+            continue
+        meta = cell.metadata.nbgrader
+        if gid not in seen:
+            at = 0 if prev is None else next(i for i, c in enumerate(nb.cells) if c is seen[prev]) + 1
+            restored = nbformat.from_dict(json.loads(json.dumps(cell)))
+            nb.cells.insert(at, restored)
+            seen[gid] = restored
+            kind = "answer" if meta.get("solution") else "test" if meta.get("grade") else "locked"
+            events.append(f"{kind} cell {gid} was deleted: restored" + (" blank" if kind == "answer" else ""))
+        elif (meta.get("locked") or meta.get("grade")) and not meta.get("solution") \
+                and seen[gid].source.strip() not in originals[gid]:
+            events.append(f"locked cell {gid} was edited: original restored")
+        prev = gid
+    return events
+
+
+def _original(folder: Path, assignment: str, notebook: str):
+    path = folder / assignment / notebook
+    return read_notebook(path) if path.is_file() else None
+
+
+def _stage(course: Course, result: GradeResult, staging: Path) -> tuple[list[str], int]:
+    """Copy the submission to ``staging/<student>/<assignment>``, repairing what nbgrader trips
+    on and leaving out unreadable notebooks.
+
+    Returns the events to report and how many notebooks can be graded.
+    """
+    src = course.submitted(result.student, result.assignment)
+    dest = staging / result.student / result.assignment
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    events, readable = [], 0
+    for path in sorted(src.rglob("*")):
+        if path.is_symlink():
+            events.append(f"{path.relative_to(src)} is a symbolic link: ignored")
+            continue
+        if not path.is_file():
+            continue
+        target = dest / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".ipynb":
+            try:
+                nb = read_notebook(path)
+            except ValueError as err:
+                events.append(f"{err}: scored zero")
+                continue
+            events += _repair(nb, _original(course.release_dir, result.assignment, path.name),
+                              _original(course.source_dir, result.assignment, path.name))
+            nbformat.write(nb, str(target))
+            readable += 1
+        else:
+            shutil.copy2(path, target)
+    return events, readable
+
+
+def _zero_failed(course: Course, result: GradeResult) -> None:
+    """Give every autograded test of a submission that could not be graded an explicit zero."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings(), Gradebook(course.sqlite_url()) as gb:
+        warnings.simplefilter("ignore")
+        gb.update_or_create_student(result.student)
+        submission = gb.update_or_create_submission(result.assignment, result.student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                if grade.auto_score is None and grade.cell.cell_type == "code":
+                    grade.auto_score = 0
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+class Autograder:
+    """Grades many submissions with ``workers`` concurrent nbgrader processes."""
+
+    def __init__(self, course: Course, workers: int = 1, cell_timeout: int | None = None,
+                 job_timeout: int = JOB_TIMEOUT_S, force: bool = False, show_progress: bool = True):
+        self.course = course
+        self.workers = max(1, workers)
+        self.cell_timeout = cell_timeout
+        self.job_timeout = job_timeout
+        self.force = force
+        self.show_progress = show_progress
+        self.state_file = course.reports_dir / "autograde.json"
+        self.log_dir = course.root / "logs"
+        self._lock = threading.Lock()
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _load_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, state: dict, result: GradeResult) -> None:
+        with self._lock:
+            state[result.key] = asdict(result)
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+            tmp.replace(self.state_file)  # atomic: an interrupted run never leaves half a file
+
+    def _env(self) -> dict:
+        threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+        return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+                "COURSE_TORCH_THREADS": threads, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+
+    # -- one submission --------------------------------------------------------------------
+    def grade_one(self, result: GradeResult) -> GradeResult:
+        start = time.monotonic()
+        staging = self.course.root / "staging"
+        result.events, readable = _stage(self.course, result, staging)
+        if readable == 0:
+            result.status, result.reason = "failed", "no readable notebook in the submission"
+            _zero_failed(self.course, result)
+            result.seconds = round(time.monotonic() - start, 2)
+            return result
+        args = [result.assignment, "--student", result.student, "--force"]
+        if self.cell_timeout:
+            args.append(f"--Execute.timeout={self.cell_timeout}")
+        log_path = self.log_dir / result.assignment / f"{result.student}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = self.course.nbgrader("autograde", *args, env=self._env(), timeout=self.job_timeout,
+                                        submitted_dir=staging)
+            log = proc.stdout + proc.stderr
+            rc = proc.returncode
+        except subprocess.TimeoutExpired as err:
+            log = f"{err.stdout or ''}{err.stderr or ''}\nwhole-submission time limit of {self.job_timeout}s reached"
+            rc = -signal.SIGKILL
+        log_path.write_text(log if isinstance(log, str) else log.decode(errors="replace"))
+        result.events = list(dict.fromkeys(result.events + _events_from_log(log if isinstance(log, str) else "")))
+        if rc == 0:
+            result.status, result.reason = "graded", ""
+        else:
+            result.status = "failed"
+            result.reason = _failure_reason(log if isinstance(log, str) else "", rc)
+            _zero_failed(self.course, result)
+        shutil.rmtree(staging / result.student / result.assignment, ignore_errors=True)
+        result.seconds = round(time.monotonic() - start, 2)
+        return result
+
+    # -- a whole class -----------------------------------------------------------------------
+    def run(self, assignments: list[str] | None = None, students: list[str] | None = None) -> list[GradeResult]:
+        from tqdm import tqdm
+
+        state = self._load_state()
+        todo, done = [], []
+        for assignment in assignments or self.course.assignments():
+            for student in self.course.students(assignment):
+                if students and student not in students:
+                    continue
+                r = GradeResult(student, assignment,
+                                content_hash=submission_hash(self.course.submitted(student, assignment)))
+                previous = state.get(r.key, {})
+                if (not self.force and previous.get("content_hash") == r.content_hash
+                        and previous.get("status") in ("graded", "failed")
+                        and self.course.autograded(student, assignment).exists() == (previous["status"] == "graded")):
+                    done.append(GradeResult(**{**previous, "status": "skipped"}))
+                    continue
+                todo.append(r)
+
+        results = list(done)
+        bar = tqdm(total=len(todo), desc="autograde", unit="sub", disable=not self.show_progress,
+                   dynamic_ncols=True)
+        failures = 0
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = {pool.submit(self.grade_one, r): r for r in todo}
+            for fut in as_completed(futures):
+                r = fut.result()
+                self._save(state, r)
+                results.append(r)
+                if r.status == "failed":
+                    failures += 1
+                    bar.write(f"FAILED {r.key}: {r.reason}")
+                bar.set_postfix(failed=failures)
+                bar.update()
+        bar.close()
+        return sorted(results, key=lambda r: (r.assignment, r.student))

@@ -1,0 +1,103 @@
+"""The per-assignment guarantees, checked for every assignment in solutions/ (now and as units are added)."""
+from __future__ import annotations
+
+import pytest
+
+from autograder.course import is_test_cell
+from autograder.mutants import graded_functions, load_mutants
+from autograder.release import check_release, leaked_solution_code
+from autograder.reports import cell_scores
+from conftest import REPO, all_assignments, all_mutants, mutant_student, read, released_notebooks
+
+ASSIGNMENTS = all_assignments()
+
+
+def test_course_has_assignments():
+    """The harness is not vacuous: at least one assignment exists."""
+    assert ASSIGNMENTS, "no assignments found in solutions/"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_gets_full_marks(graded_class, assignment):
+    """The solution, submitted as a student, gets every autograded point."""
+    course, results = graded_class
+    r = results[(assignment, "perfect")]
+    assert r.status == "graded", f"grading the solution failed: {r.reason}"
+    scores = cell_scores(course, assignment, "perfect")
+    lost = {k: v for k, v in scores.items() if v[0] < v[1]}
+    assert scores and not lost, f"the solution lost points on {lost}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_scores_zero(graded_class, assignment):
+    """The released (blank) notebook is graded without a crash and scores 0 on every test."""
+    course, results = graded_class
+    r = results[(assignment, "blank")]
+    assert r.status == "graded", f"grading the blank release failed: {r.reason}"
+    scores = cell_scores(course, assignment, "blank")
+    passed = {k: v for k, v in scores.items() if v[0] > 0}
+    assert scores and not passed, f"tests that pass on the blank notebook (they cannot fail): {passed}"
+
+
+@pytest.mark.parametrize("assignment,mutant", all_mutants(),
+                         ids=[f"{a}:{m.name}" for a, m in all_mutants()])
+def test_mutant_loses_points(graded_class, assignment, mutant):
+    """Each plausible wrong answer, substituted into the solution, loses points."""
+    course, results = graded_class
+    student = mutant_student(mutant)
+    scores = cell_scores(course, assignment, student)
+    got, full = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
+    assert got < full, (f"mutant {mutant.name!r} ({mutant.why}) survived with {got}/{full}: "
+                        f"no test catches it")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_graded_function_has_three_mutants(assignment):
+    """Every function a student writes has at least three mutants."""
+    solution = read(next((REPO / "solutions" / assignment).glob("*.ipynb")))
+    counts = {name: 0 for name in graded_functions(solution)}
+    for m in load_mutants(REPO / "solutions" / assignment):
+        assert m.target in counts, f"mutant {m.name} targets {m.target!r}, not a graded function"
+        counts[m.target] += 1
+    assert counts, "no graded functions found"
+    short = {k: v for k, v in counts.items() if v < 3}
+    assert not short, f"graded functions with fewer than 3 mutants: {short}"
+
+
+@pytest.mark.parametrize("path", released_notebooks(), ids=lambda p: p.parent.name)
+def test_release_holds_no_solution_or_hidden_tests(path):
+    """assignments/ has no solution code, no hidden tests and no mutants."""
+    assert not leaked_solution_code(path)
+    solution = read(REPO / "solutions" / path.parent.name / path.name)
+    released = read(path)
+    from autograder.feedback import redact_source
+
+    visible = "\n".join(redact_source(c.source) for c in solution.cells)
+    hidden = [line.strip() for c in solution.cells for line in c.source.splitlines()
+              if len(line.strip()) > 25 and line.strip() not in visible]
+    text = "\n".join(c.source for c in released.cells)
+    leaks = [line for line in hidden if line in text]
+    assert not leaks, f"hidden-test or solution lines visible in the release: {leaks[:3]}"
+    assert not (path.parent / "mutants.py").exists(), "mutants.py was released to students"
+
+
+def test_release_matches_solutions():
+    """assignments/ is exactly what `release` generates from solutions/ (no drift, no hand edits)."""
+    from autograder.course import Course
+
+    problems = check_release(Course.open(repo=REPO, root=REPO))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_tests_have_points_and_docstrings(assignment):
+    """Every test cell carries points and opens with a one-line docstring saying what it checks."""
+    nb = read(next((REPO / "solutions" / assignment).glob("*.ipynb")))
+    tests = [c for c in nb.cells if is_test_cell(c)]
+    assert tests
+    for c in tests:
+        gid = c.metadata.nbgrader.grade_id
+        assert c.metadata.nbgrader.get("points", 0) > 0, f"{gid} has no points"
+        first = c.source.lstrip().splitlines()[0]
+        assert first.startswith('"""') and first.endswith('"""') and len(first) > 10, \
+            f"{gid} should open with a one-line docstring"
