@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("assignments/ matches solutions/" if not problems else f"{len(problems)} problem(s)")
                 return 1 if problems else 0
             for path in release(course, args.assignments or None):
-                print(f"released {path.relative_to(course.repo)}")
+                print(f"released {path}")
         except ReleaseError as err:
             print(f"release failed: {err}", file=sys.stderr)
             return 1

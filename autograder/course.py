@@ -15,6 +15,12 @@ from pathlib import Path
 
 import nbformat
 
+# nbgrader creates a fresh gradebook by running the `alembic` command: make sure the one installed
+# beside this interpreter is found even when the virtual environment was not activated.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+
 
 def find_repo(start: Path | None = None) -> Path:
     """The nearest folder at or above ``start`` that holds ``nbgrader_config.py`` and ``solutions/``."""

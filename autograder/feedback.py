@@ -29,6 +29,8 @@ class RedactHiddenTests(Preprocessor):
     """Strips hidden tests from test cells, and tracebacks (which quote the failing line) to
     ``Error: message``. Runs before nbgrader renders the feedback HTML."""
 
+    enabled = True  # nbconvert preprocessors are off unless enabled
+
     def preprocess_cell(self, cell, resources, index):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
