@@ -42,6 +42,24 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {gpu}"
 
 
+def kernel_overhead() -> dict[str, float]:
+    """Seconds for a fresh kernel to start and run one cell: empty, and with each unit's imports."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    out = {}
+    for label, src in [("empty kernel", "1"),
+                       ("numpy + sklearn + matplotlib + dlcourse", "import numpy, sklearn.datasets, matplotlib.pyplot, dlcourse.checks"),
+                       ("torch", "import torch")]:
+        times = []
+        for _ in range(3):
+            t = time.monotonic()
+            NotebookClient(new_notebook(cells=[new_code_cell(src)]), kernel_name="python3").execute()
+            times.append(time.monotonic() - t)
+        out[label] = round(min(times), 2)
+    return out
+
+
 def _course(root: Path, repo: Path) -> Course:
     if root.exists():
         shutil.rmtree(root)
@@ -62,6 +80,9 @@ def main() -> int:
     out = repo / "build" / "bench"
     figures: dict = {"hardware": hardware(), "assignments": {}}
     print(f"hardware: {figures['hardware']}")
+    figures["kernel_start_s"] = kernel_overhead()
+    for label, seconds in figures["kernel_start_s"].items():
+        print(f"fresh kernel, {label:<42} {seconds:5.2f} s (best of 3)")
 
     course = _course(out / "single", repo)
     inbox = out / "single-inbox"
@@ -74,7 +95,7 @@ def main() -> int:
             r = results.run([assignment], [student])[0]
             row[f"{student}_s"] = r.seconds
         figures["assignments"][assignment] = row
-        print(f"{assignment:<18} overhead (blank release) {row['blank_s']:6.1f} s   "
+        print(f"{assignment:<18} nbgrader autograde of the blank release {row['blank_s']:6.1f} s   "
               f"solution {row['perfect_s']:6.1f} s   (one worker)")
 
     timings = {}
