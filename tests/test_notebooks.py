@@ -4,13 +4,41 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from queue import Empty
+from time import monotonic
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.util import ensure_async
 
 from autograder.release import lint_notebook
 from conftest import REPO
+
+class SlicedPollClient(NotebookClient):
+    """Waits for each shell reply in 1 s slices.
+
+    On a loaded machine nbclient can miss the reply to a cell that displays widgets and then waits
+    out the whole cell timeout; polling in slices notices the reply within a second.
+    """
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        wait = kc.shell_channel.get_msg
+
+        async def get_msg(timeout=None):
+            deadline = None if timeout is None else monotonic() + timeout
+            while True:
+                left = 1.0 if deadline is None else max(0.0, min(1.0, deadline - monotonic()))
+                try:
+                    return await ensure_async(wait(timeout=left))
+                except Empty:
+                    if deadline is not None and monotonic() >= deadline:
+                        raise
+
+        kc.shell_channel.get_msg = get_msg
+        return kc
+
 
 NOTEBOOKS = sorted(p for d in ("lectures", "solutions", "assignments") for p in (REPO / d).rglob("*.ipynb")
                    if ".ipynb_checkpoints" not in p.parts)
@@ -43,7 +71,7 @@ def test_lecture_runs_top_to_bottom(path, tmp_path):
     nb = nbformat.read(str(path), as_version=4)
     os.environ["COURSE_FAST"] = "1"
     os.environ["MPLBACKEND"] = "Agg"
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = SlicedPollClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in code_cells), "some code cells did not run"
