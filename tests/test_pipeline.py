@@ -44,12 +44,13 @@ def test_feedback_has_no_hidden_test_code(graded_class):
 
 
 def test_export_writes_grades_csv(graded_class, tmp_path):
-    """export writes one CSV row per student per assignment, with the solution at full marks."""
+    """export writes a CSV with every graded submission: the solution scores, the blank release does not."""
     course, results = graded_class
     rows = list(csv.DictReader(export_grades(course, tmp_path / "grades.csv").open()))
-    assert len(rows) == len(results)
-    perfect = [r for r in rows if r["student_id"] == "perfect"]
-    assert perfect and all(float(r["score"]) > 0 for r in perfect)
+    exported = {(r["assignment"], r["student_id"]): float(r["score"]) for r in rows}
+    assert set(results) <= set(exported), "some graded submissions are missing from the CSV"
+    assert all(exported[(a, "perfect")] > 0 for a, _ in results if (a, "perfect") in results)
+    assert all(exported[(a, "blank")] == 0 for a, _ in results if (a, "blank") in results)
 
 
 def test_report_item_analysis(graded_class):
