@@ -49,5 +49,8 @@ lab: $(STAMP)               ## JupyterLab with nbgrader's extension, on this cou
 bench: $(STAMP)             ## speed figures (not tests): autograde overhead and parallel speed-up
 	$(PY) -m autograder.bench
 
+pretrain: $(STAMP)          ## exp2's 5-epoch ResNet20 checkpoint (needs a CUDA GPU and the real CIFAR-10)
+	$(PY) -m autograder.pretrain
+
 clean:
 	rm -rf build submitted autograded feedback gradebook.db reports logs staging grades.csv

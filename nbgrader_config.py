@@ -23,6 +23,8 @@ if os.environ.get("COURSE_DB_URL"):
 # Grading: training cells need more than the 30 s default; a broken cell must not stall forever.
 c.Execute.timeout = int(os.environ.get("COURSE_CELL_TIMEOUT", "600"))
 c.Execute.interrupt_on_timeout = True
+# A loaded grading machine (or a sandboxed start) can take a while to bring a kernel up: not a student's fault.
+c.Execute.startup_timeout = 180
 # A deleted or edited test cell is restored from the gradebook; a deleted answer cell comes back blank.
 c.OverwriteCells.add_missing_cells = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -41,6 +43,15 @@ try:
     from autograder.feedback import RedactHiddenTests
 
     c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+
+    # Student code cannot patch numpy/torch/IPython/the test helpers to fake a pass (autograder/guard.py).
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+
+    from autograder.guard import GuardedExecute
+
+    c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                           SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 except ImportError:  # course package not installed: nbgrader's own redaction (tracebacks stay)
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades

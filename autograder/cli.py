@@ -26,9 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("autograde", help="grade every submission in parallel")
     a.add_argument("assignments", nargs="*")
     a.add_argument("--workers", type=int, default=1)
-    a.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    a.add_argument("--student", action="append", help="grade only this student (repeatable): one job per "
+                   "student on a cluster, e.g. a Slurm array task or a Kubernetes indexed Job")
     a.add_argument("--cell-timeout", type=int, help="seconds one cell may run (default from nbgrader_config.py)")
     a.add_argument("--force", action="store_true", help="regrade submissions that have not changed")
+    a.add_argument("--no-isolation", action="store_true",
+                   help="run student code unsandboxed (default: sandboxed when root on Linux; "
+                        "also COURSE_ISOLATION=0)")
 
     f = sub.add_parser("feedback", help="HTML feedback per student per assignment (no hidden-test code)")
     f.add_argument("assignments", nargs="*")
@@ -41,11 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="release, grade a demo class of good and broken submissions, report")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--cell-timeout", type=int, default=20)
+    d.add_argument("--no-isolation", action="store_true", help="grade the demo class unsandboxed")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "no_isolation", False):
+        import os
+
+        os.environ["COURSE_ISOLATION"] = "0"
     if args.command == "demo":
         from autograder.demo import run_demo
 
@@ -54,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(course.repo, root, workers=args.workers, cell_timeout=args.cell_timeout)
 
     course = Course.open(root=args.course, db_url=args.db_url)
+    if args.command != "collect" and not getattr(args, "check", False):
+        course.check_gradebook()  # a gradebook server that is down or misnamed: one clear line, now
     if args.command == "release":
         from autograder.release import ReleaseError, check_release, release
 
@@ -80,11 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         from autograder.grade import Autograder
         from autograder.reports import score_table
 
-        results = Autograder(course, workers=args.workers, cell_timeout=args.cell_timeout,
-                             force=args.force).run(args.assignments or None, args.student)
+        if not course.is_sqlite:  # a shared gradebook: several processes, maybe on several machines
+            course.register_students(sorted({s for a in args.assignments or course.assignments()
+                                             for s in course.students(a) if not args.student or s in args.student}))
+        grader = Autograder(course, workers=args.workers, cell_timeout=args.cell_timeout, force=args.force)
+        results = grader.run(args.assignments or None, args.student)
         print(score_table(course, results))
         failed = [r for r in results if r.status == "failed"]
         print(f"{len(results) - len(failed)} graded, {len(failed)} failed (logged with reasons; scored zero)")
+        if grader.isolation_mode:
+            print(f"grading {grader.isolation_mode}")
         return 0
     if args.command == "feedback":
         from autograder.feedback import generate_feedback

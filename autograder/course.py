@@ -81,13 +81,106 @@ class Course:
         return sorted(p.name for p in base.iterdir()
                       if p.is_dir() and (assignment is None or (p / assignment).is_dir()))
 
-    # -- nbgrader ----------------------------------------------------------------------
-    def sqlite_url(self) -> str:
-        """The gradebook URL with a generous lock timeout, so parallel graders wait instead of failing."""
+    # -- the gradebook ------------------------------------------------------------------
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded default; False for a server shared by several graders (PostgreSQL)."""
+        return self.db_url.startswith("sqlite:")
+
+    def gradebook_url(self) -> str:
+        """The URL nbgrader is given.
+
+        SQLite gets a generous lock timeout, so parallel graders wait instead of failing. A
+        PostgreSQL URL that names no driver gets psycopg (version 3, a dependency of this package),
+        which is not the default of every SQLAlchemy release that nbgrader accepts.
+        """
         if self.db_url.startswith("sqlite:///") and "timeout=" not in self.db_url:
             return self.db_url + ("&" if "?" in self.db_url else "?") + "timeout=120"
+        for scheme in ("postgresql://", "postgres://"):
+            if self.db_url.startswith(scheme):
+                return "postgresql+psycopg://" + self.db_url[len(scheme):]
         return self.db_url
 
+    sqlite_url = gradebook_url  # the name older callers use
+
+    def _url_and_password(self) -> tuple[str, str | None]:
+        """The gradebook URL without its password, and the password, for a libpq-based driver.
+
+        libpq reads ``PGPASSWORD``, so the password travels to nbgrader in its environment (which
+        only its own user can read) instead of on its command line (which every user sees in ``ps``).
+        """
+        url = self.gradebook_url()
+        if self.is_sqlite or not url.startswith(("postgresql+psycopg://", "postgresql+psycopg2://")):
+            return url, None
+        from sqlalchemy.engine import URL, make_url
+
+        parsed = make_url(url)
+        if parsed.password is None:
+            return url, None
+        bare = URL.create(parsed.drivername, username=parsed.username, host=parsed.host, port=parsed.port,
+                          database=parsed.database, query=parsed.query)
+        return bare.render_as_string(hide_password=False), str(parsed.password)
+
+    def display_url(self) -> str:
+        """The gradebook URL with any password masked, for messages."""
+        if self.is_sqlite:
+            return self.db_url
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.db_url).render_as_string(hide_password=True)
+        except Exception:  # not a URL SQLAlchemy can parse: say only its scheme
+            return self.db_url.split(":", 1)[0] + "://..."
+
+    def check_gradebook(self, timeout: int = 10) -> None:
+        """Fail at once, in one line, when a gradebook server cannot be reached (SQLite needs no check)."""
+        if self.is_sqlite:
+            return
+        from sqlalchemy import create_engine, text
+
+        url = self.gradebook_url()
+        try:
+            engine = create_engine(url, connect_args={"connect_timeout": timeout}
+                                   if url.startswith("postgresql") else {})
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+        except ModuleNotFoundError as err:
+            raise SystemExit(f"gradebook {self.display_url()}: its database driver is not installed ({err}); "
+                             "PostgreSQL needs psycopg, a dependency of this package: reinstall it") from None
+        except Exception as err:
+            detail = " ".join(str(getattr(err, "orig", None) or err).split())[:300]
+            raise SystemExit(f"cannot reach the gradebook {self.display_url()}: {detail}") from None
+
+    def register_students(self, students: list[str]) -> None:
+        """Create these students in the gradebook before parallel grading starts.
+
+        nbgrader creates a student on its first graded submission by looking it up and then
+        inserting it: two graders doing that at once for the same new student collide, and the
+        loser's submission fails. Done here, once, they find it already there.
+        """
+        import warnings
+
+        from nbgrader.api import Gradebook, InvalidEntry
+
+        if not students:
+            return
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings(), Gradebook(self.gradebook_url()) as gb:
+                    warnings.simplefilter("ignore")
+                    known = {s.id for s in gb.students}
+                    for student in students:
+                        if student not in known:
+                            gb.update_or_create_student(student)
+                return
+            except InvalidEntry:  # another process created one of them meanwhile: look again
+                if attempt == 2:
+                    raise
+
+    # -- nbgrader ----------------------------------------------------------------------
     def nbgrader_args(self, submitted_dir: Path | None = None) -> list[str]:
         return [
             f"--CourseDirectory.root={self.root}",
@@ -96,7 +189,7 @@ class Course:
             f"--CourseDirectory.submitted_directory={submitted_dir or self.root / 'submitted'}",
             f"--CourseDirectory.autograded_directory={self.root / 'autograded'}",
             f"--CourseDirectory.feedback_directory={self.root / 'feedback'}",
-            f"--CourseDirectory.db_url={self.sqlite_url()}",
+            f"--CourseDirectory.db_url={self._url_and_password()[0]}",
         ]
 
     def nbgrader(self, command: str, *args: str, env: dict | None = None, timeout: float | None = None,
@@ -104,6 +197,9 @@ class Course:
         """Run ``nbgrader COMMAND ARGS`` on this course; output is captured, never raised."""
         cmd = [sys.executable, "-m", "nbgrader", command, *args, *self.nbgrader_args(submitted_dir)]
         full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+        password = self._url_and_password()[1]
+        if password is not None:
+            full_env["PGPASSWORD"] = password
         return subprocess.run(cmd, cwd=self.repo, env=full_env, capture_output=True, text=True,
                                timeout=timeout, start_new_session=True)
 

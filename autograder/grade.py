@@ -6,9 +6,15 @@ submission is copied to a staging folder; unreadable notebooks are left out of t
 nbgrader then scores as missing (zero, with the reason logged). Results, with a content hash of
 each submission, go to ``<root>/reports/autograde.json``: a later run skips submissions whose hash
 and grade are unchanged (``--force`` regrades).
+
+When running as root on Linux, each kernel runs sandboxed (``autograder/sandbox.py``): an
+unprivileged user, a scratch copy of its own submission, the course and the other students hidden,
+and caps on memory, processes and file size. ``isolation=False`` / ``COURSE_ISOLATION=0`` turns
+that off; ``COURSE_ISOLATION=1`` makes a missing sandbox an error instead of a warning.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -16,6 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,6 +32,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import Course, grade_id, read_notebook
+from autograder.sandbox import Limits, open_sandbox
 
 JOB_TIMEOUT_S = 3600  # one submission's whole grading, all cells together
 
@@ -38,6 +46,7 @@ class GradeResult:
     events: list[str] = field(default_factory=list)  # tampering restored, cells timed out, ...
     seconds: float = 0.0
     content_hash: str = ""
+    isolated: bool | None = None     # whether its kernel ran in the sandbox
 
     @property
     def key(self) -> str:
@@ -194,7 +203,11 @@ class Autograder:
     """Grades many submissions with ``workers`` concurrent nbgrader processes."""
 
     def __init__(self, course: Course, workers: int = 1, cell_timeout: int | None = None,
-                 job_timeout: int = JOB_TIMEOUT_S, force: bool = False, show_progress: bool = True):
+                 job_timeout: int = JOB_TIMEOUT_S, force: bool = False, show_progress: bool = True,
+                 isolation: bool | None = None, limits: Limits | None = None):
+        """``isolation``: True requires the sandbox, False turns it off, None (default) uses it
+        when available (root on Linux) unless ``COURSE_ISOLATION=0``; ``limits`` defaults to
+        ``Limits.from_env()`` (``COURSE_SANDBOX_MEMORY_MB``, ``_PROCESSES``, ``_FILE_MB``)."""
         self.course = course
         self.workers = max(1, workers)
         self.cell_timeout = cell_timeout
@@ -204,6 +217,45 @@ class Autograder:
         self.state_file = course.reports_dir / "autograde.json"
         self.log_dir = course.root / "logs"
         self._lock = threading.Lock()
+        self.isolation = isolation
+        self.limits = limits
+        self.isolation_mode = ""   # what the last run used, in words (for the summary and logs)
+        self.sandbox_dir: Path | None = None   # the last run's sandbox folder (removed after the run)
+        self._sandbox = None
+
+    # -- isolation -------------------------------------------------------------------------
+    def _isolation_wanted(self) -> bool | None:
+        if self.isolation is not None:
+            return self.isolation
+        value = os.environ.get("COURSE_ISOLATION", "").strip().lower()
+        if value in ("0", "false", "no", "off"):
+            return False
+        return True if value in ("1", "true", "yes", "on") else None
+
+    def _hidden_paths(self) -> list[Path]:
+        """What a grading kernel must not see: the course, the sources, everyone's files, the gradebook."""
+        c = self.course
+        paths = [c.root, c.repo, c.source_dir, c.release_dir, c.submitted(), c.autograded(),
+                 c.feedback_dir(), c.reports_dir, self.log_dir, c.root / "staging"]
+        if c.db_url.startswith("sqlite:///"):
+            paths.append(Path(c.db_url[len("sqlite:///"):].split("?", 1)[0]).resolve().parent)
+        return paths
+
+    def _open_sandbox(self) -> None:
+        wanted = self._isolation_wanted()
+        if wanted is False:
+            self.isolation_mode = "not isolated: turned off (--no-isolation or COURSE_ISOLATION=0)"
+            return
+        self._sandbox, text = open_sandbox(self._hidden_paths(), self.limits)
+        if self._sandbox is None:
+            if wanted:
+                raise RuntimeError(f"grading isolation was required but is unavailable: {text}")
+            self.isolation_mode = f"NOT isolated: {text}"
+            print(f"warning: student code runs unisolated ({text}); it can read and write whatever "
+                  f"this user can", file=sys.stderr)
+        else:
+            self.isolation_mode = text
+            self.sandbox_dir = self._sandbox.dir
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _load_state(self) -> dict:
@@ -216,14 +268,22 @@ class Autograder:
         with self._lock:
             state[result.key] = asdict(result)
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-            tmp.replace(self.state_file)  # atomic: an interrupted run never leaves half a file
+            # Other processes may grade in this course root too (one job per student on a cluster):
+            # under a file lock, this result joins what is on disk, through a temporary file of our own.
+            with open(self.state_file.with_suffix(".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                merged = {**state, **self._load_state(), result.key: state[result.key]}
+                tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
+                tmp.replace(self.state_file)  # atomic: an interrupted run never leaves half a file
 
     def _env(self) -> dict:
         threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+        # Each of the N kernels may use 1/N of the (one) GPU's memory: dlcourse.training_device() applies it.
+        gpu_share = f"{0.95 / self.workers:.3f}"
         return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-                "COURSE_TORCH_THREADS": threads, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+                "COURSE_TORCH_THREADS": threads, "COURSE_GPU_SHARE": gpu_share, "TQDM_DISABLE": "1",
+                "MPLBACKEND": "Agg"}
 
     # -- one submission --------------------------------------------------------------------
     def grade_one(self, result: GradeResult) -> GradeResult:
@@ -240,21 +300,32 @@ class Autograder:
             args.append(f"--Execute.timeout={self.cell_timeout}")
         log_path = self.log_dir / result.assignment / f"{result.student}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        env, job, limit_events = self._env(), None, []
+        result.isolated = self._sandbox is not None
+        if self._sandbox is not None:
+            job, sandbox_env, sandbox_args = self._sandbox.job()
+            env.update(sandbox_env)
+            args += sandbox_args
         try:
-            proc = self.course.nbgrader("autograde", *args, env=self._env(), timeout=self.job_timeout,
+            proc = self.course.nbgrader("autograde", *args, env=env, timeout=self.job_timeout,
                                         submitted_dir=staging)
             log = proc.stdout + proc.stderr
             rc = proc.returncode
         except subprocess.TimeoutExpired as err:
             log = f"{err.stdout or ''}{err.stderr or ''}\nwhole-submission time limit of {self.job_timeout}s reached"
             rc = -signal.SIGKILL
-        log_path.write_text(log if isinstance(log, str) else log.decode(errors="replace"))
-        result.events = list(dict.fromkeys(result.events + _events_from_log(log if isinstance(log, str) else "")))
+        finally:
+            if job is not None:  # what the caps stopped; leftover processes killed
+                limit_events = self._sandbox.finish(job)
+        log = log if isinstance(log, str) else log.decode(errors="replace")
+        log_path.write_text(f"[grading {self.isolation_mode}]\n{log}")
+        result.events = list(dict.fromkeys(result.events + _events_from_log(log) + limit_events))
         if rc == 0:
             result.status, result.reason = "graded", ""
         else:
             result.status = "failed"
-            result.reason = _failure_reason(log if isinstance(log, str) else "", rc)
+            memory = [e for e in limit_events if "memory limit" in e]
+            result.reason = memory[0] if memory else _failure_reason(log, rc)
             _zero_failed(self.course, result)
         shutil.rmtree(staging / result.student / result.assignment, ignore_errors=True)
         result.seconds = round(time.monotonic() - start, 2)
@@ -281,19 +352,29 @@ class Autograder:
                 todo.append(r)
 
         results = list(done)
+        if not todo:
+            return sorted(results, key=lambda r: (r.assignment, r.student))
+        self._open_sandbox()
         bar = tqdm(total=len(todo), desc="autograde", unit="sub", disable=not self.show_progress,
                    dynamic_ncols=True)
+        if self.show_progress:
+            bar.write(f"grading {self.isolation_mode}")
         failures = 0
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures = {pool.submit(self.grade_one, r): r for r in todo}
-            for fut in as_completed(futures):
-                r = fut.result()
-                self._save(state, r)
-                results.append(r)
-                if r.status == "failed":
-                    failures += 1
-                    bar.write(f"FAILED {r.key}: {r.reason}")
-                bar.set_postfix(failed=failures)
-                bar.update()
-        bar.close()
+        try:
+            with ThreadPoolExecutor(self.workers) as pool:
+                futures = {pool.submit(self.grade_one, r): r for r in todo}
+                for fut in as_completed(futures):
+                    r = fut.result()
+                    self._save(state, r)
+                    results.append(r)
+                    if r.status == "failed":
+                        failures += 1
+                        bar.write(f"FAILED {r.key}: {r.reason}")
+                    bar.set_postfix(failed=failures)
+                    bar.update()
+        finally:
+            bar.close()
+            if self._sandbox is not None:
+                self._sandbox.close()
+                self._sandbox = None
         return sorted(results, key=lambda r: (r.assignment, r.student))

@@ -3,7 +3,7 @@
 Notebooks import this package instead of copying helpers between them; the autograder
 imports it too, so a student's kernel and the grader agree on what "close" means.
 """
-from dlcourse.runtime import FAST, fast_or, grading, progress, seed_everything
+from dlcourse.runtime import FAST, demo_budget, fast_or, grading, progress, seed_everything, training_device
 
-__all__ = ["FAST", "fast_or", "grading", "progress", "seed_everything"]
+__all__ = ["FAST", "demo_budget", "fast_or", "grading", "progress", "seed_everything", "training_device"]
 __version__ = "0.1.0"

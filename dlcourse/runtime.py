@@ -15,6 +15,14 @@ def fast_or(full, fast):
     return fast if FAST else full
 
 
+def demo_budget(full, cut):
+    """``cut`` in fast mode or while grading, else ``full``: for cells that only show the student a run.
+
+    Tests train their own models with their own budgets, so a grader never pays for the demos.
+    """
+    return cut if FAST or grading() else full
+
+
 def grading() -> bool:
     """True while nbgrader validates or autogrades this notebook."""
     return "NBGRADER_EXECUTION" in os.environ
@@ -29,6 +37,24 @@ def seed_everything(seed: int = 0) -> None:
     except ImportError:  # unit 01 is numpy-only and must not pay for a torch import
         return
     torch.manual_seed(seed)
+
+
+def training_device():
+    """``torch.device("cuda")`` when a GPU is available, else the CPU.
+
+    The CPU thread count is left to torch, which reads ``OMP_NUM_THREADS``: the autograder
+    sets it to each grading kernel's share of the cores, so parallel kernels never fight. With
+    several kernels on one GPU it sets ``COURSE_GPU_SHARE``, and this caps the kernel's GPU
+    memory at that fraction (an out-of-memory error then stays inside that submission).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    share = os.environ.get("COURSE_GPU_SHARE")      # set by the autograder: 1 / (kernels sharing this GPU)
+    if share:
+        torch.cuda.set_per_process_memory_fraction(float(share))
+    return torch.device("cuda")
 
 
 def progress(iterable=None, *, enabled: bool = True, **kwargs):

@@ -51,6 +51,39 @@ def test_mutant_loses_points(graded_class, assignment, mutant):
                         f"no test catches it")
 
 
+def tamper_mutants() -> list[tuple[str, object, object]]:
+    """(assignment, tamper_* mutant, the plain wrong answer whose code it extends)."""
+    pairs = []
+    for assignment, mutant in all_mutants():
+        if mutant.name.startswith("tamper_"):
+            twins = [t for a, t in all_mutants() if a == assignment and not t.name.startswith("tamper_")
+                     and mutant.code.strip().startswith(t.code.strip())]
+            pairs.append((assignment, mutant, twins[0] if twins else None))
+    return pairs
+
+
+def test_there_are_tamper_mutants():
+    """Tamper resistance is exercised: patching numpy, torch, AssertionError, IPython and the helpers."""
+    if len(ASSIGNMENTS) < len(list((REPO / "solutions").glob("*/mutants.py"))):
+        pytest.skip("COURSE_ASSIGNMENTS selects a subset")
+    names = {m.name for _, m, _ in tamper_mutants()}
+    for attack in ("numpy_isclose", "torch_allclose", "assertion_error", "traceback_display", "cell_runner",
+                   "test_helpers"):
+        assert f"tamper_{attack}" in names, f"no tamper_{attack} mutant"
+
+
+@pytest.mark.parametrize("assignment,mutant,twin", tamper_mutants(),
+                         ids=[f"{a}:{m.name}" for a, m, _ in tamper_mutants()])
+def test_tampering_gains_nothing(graded_class, assignment, mutant, twin):
+    """A wrong answer that also patches the grading environment scores exactly what the plain wrong answer does."""
+    assert twin is not None, f"{mutant.name}: its code must start with a plain mutant's code (its twin)"
+    course, _ = graded_class
+    tampered = cell_scores(course, assignment, mutant_student(mutant))
+    plain = cell_scores(course, assignment, mutant_student(twin))
+    gained = {k: (tampered[k][0], plain[k][0]) for k in plain if tampered.get(k, (0, 0))[0] > plain[k][0]}
+    assert not gained, f"{mutant.name} ({mutant.why}) gained points over {twin.name} on {gained}"
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_graded_function_has_three_mutants(assignment):
     """Every function a student writes has at least three mutants."""

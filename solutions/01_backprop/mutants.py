@@ -201,3 +201,49 @@ def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, ve
     return params, losses
 ''', "hard-codes a tiny learning rate instead of using lr"),
 ]
+
+# Tamper resistance: each of these gives the same wrong answer (no bias) and then tries to make the
+# tests pass anyway. Plain nbgrader gives some of them full marks; autograder/guard.py must not.
+_NO_BIAS = '''
+def linear_forward(X, W, b):
+    out = X @ W
+    return out, (X, W, b)
+'''
+MUTANTS += [
+    Mutant("tamper_numpy_isclose", "linear_forward", _NO_BIAS + '''
+import numpy
+numpy.isclose = lambda a, b, **kwargs: numpy.ones(numpy.broadcast(numpy.asarray(a), numpy.asarray(b)).shape, bool)
+numpy.allclose = lambda *args, **kwargs: True
+''', "patches numpy.isclose/allclose so every comparison passes"),
+    Mutant("tamper_test_helpers", "linear_forward", _NO_BIAS + '''
+import dlcourse.checks
+check_close = check_shape = check_gradient = check_finite = lambda *args, **kwargs: None
+dlcourse.checks.check_close = dlcourse.checks.check_shape = check_close
+''', "replaces the test helpers with functions that never fail"),
+    Mutant("tamper_assertion_error", "linear_forward", _NO_BIAS + '''
+import builtins
+builtins.AssertionError = type("AssertionError", (Warning,), {})
+''', "swaps the builtin AssertionError for a harmless class"),
+    Mutant("tamper_traceback_display", "linear_forward", _NO_BIAS + '''
+_ip = get_ipython()
+_ip.showtraceback = _ip._showtraceback = lambda *args, **kwargs: None
+_ip.set_custom_exc((Exception,), lambda *args, **kwargs: None)
+''', "switches off IPython's traceback display so failures show nothing"),
+    Mutant("tamper_cell_runner", "linear_forward", _NO_BIAS + '''
+_ip = get_ipython()
+_run_cell_async, _run_cell = _ip.run_cell_async, _ip.run_cell
+
+async def _quiet_async(*args, **kwargs):
+    result = await _run_cell_async(*args, **kwargs)
+    result.error_in_exec = None
+    return result
+
+def _quiet(*args, **kwargs):
+    result = _run_cell(*args, **kwargs)
+    result.error_in_exec = None
+    return result
+
+_ip.run_cell_async, _ip.run_cell = _quiet_async, _quiet
+_ip.showtraceback = _ip._showtraceback = lambda *args, **kwargs: None
+''', "wraps IPython's cell runner so a failing cell reports success"),
+]

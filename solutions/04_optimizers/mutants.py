@@ -420,3 +420,8 @@ def optimize_2d(f, start, optimizer_cls, num_steps=100, **hyper):
     return torch.stack(path)
 ''', "optimises the caller's tensor in place"),
 ]
+
+# Tamper resistance: a wrong SGD (no weight decay) that also makes torch.allclose always agree.
+MUTANTS.append(Mutant("tamper_torch_allclose", "SGD", next(m for m in MUTANTS if m.name == "sgd_ignores_weight_decay").code + '''
+torch.allclose = lambda *args, **kwargs: True
+''', "patches torch.allclose so the optimizer comparison always passes"))
