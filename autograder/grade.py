@@ -283,6 +283,7 @@ class Autograder:
         gpu_share = f"{0.95 / self.workers:.3f}"
         return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                 "COURSE_TORCH_THREADS": threads, "COURSE_GPU_SHARE": gpu_share, "TQDM_DISABLE": "1",
+                "OMP_WAIT_POLICY": "PASSIVE",   # idle OpenMP threads sleep instead of spinning on shared cores
                 "MPLBACKEND": "Agg"}
 
     # -- one submission --------------------------------------------------------------------
