@@ -282,7 +282,7 @@ class Autograder:
         # Each of the N kernels may use 1/N of the (one) GPU's memory: dlcourse.training_device() applies it.
         gpu_share = f"{0.95 / self.workers:.3f}"
         return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-                "COURSE_TORCH_THREADS": threads, "COURSE_GPU_SHARE": gpu_share, "TQDM_DISABLE": "1",
+                "COURSE_GPU_SHARE": gpu_share, "TQDM_DISABLE": "1",
                 "OMP_WAIT_POLICY": "PASSIVE",   # idle OpenMP threads sleep instead of spinning on shared cores
                 "MPLBACKEND": "Agg"}
 
