@@ -1,24 +1,62 @@
 """``make bench``: speed figures, measured, never asserted (tests must not be timed).
 
-Prints and writes ``build/bench/bench.json``:
-  * per-notebook overhead of one ``nbgrader autograde`` (process, fresh kernel, imports), from
-    grading each blank release (its cells fail fast, so what remains is overhead);
-  * the time to autograde each solution (the per-assignment budget is 30-60 s on 2 cores);
-  * the demo class graded with ``--workers 1`` and ``--workers 2``, and the speed-up;
-  * experiment 2 (ResNet20 on CIFAR-10), with the solution's own ``train``/``evaluate``: seconds per
-    epoch and images per second on the device at hand. On a CPU, one epoch of a few hundred
-    generated images (and the 50,000-image epoch extrapolated from it); on a GPU, the full 10-epoch
-    schedule with per-epoch test evaluation in a warm process with the data already on the GPU,
-    on the real CIFAR-10 when it is in the data folder, else on synthetic CIFAR-shaped data.
+Prints progress as it goes and writes ``build/bench/bench.json`` (``--out`` for another folder);
+each part's figures are merged into what the file already holds. Parts (``--only class,resume,exp2``,
+all by default):
 
-``python -m autograder.bench --only exp2`` runs just the last part (merged into bench.json).
+``class``: a class of ``--submissions`` (default 40) submissions over every released assignment
+(``--assignments a,b`` for fewer), autograded in this process with ``--workers 1`` and then
+``--workers 2`` (``--force``, cell time limit ``--cell-timeout`` s, default 20), each on a fresh copy
+of the same course. Reported: wall time, seconds per submission, the speed-up (goal: 1.7x on 2
+cores), and per-submission overhead: for each assignment, the time to grade its blank release
+(its cells fail fast, so what remains is one ``nbgrader autograde``'s process, fresh kernel and
+imports) and its solution, both taken from the ``--workers 1`` run (no extra grading), and the
+Autograder's own cost around nbgrader (wall time minus the sum of per-submission times, per
+submission). Also the time for a fresh kernel to run one cell (empty, with each unit's imports),
+and whether both runs gave the same scores.
+
+  Which 40: ``build_class`` writes 6 students per assignment (perfect, buggy, blank, deleted cells,
+  runaway loop, invalid JSON). Students are taken rank by rank in the order of ``CLASS_ORDER``,
+  each rank over every assignment in course order, until there are N: with 9 assignments, 40 =
+  perfect, buggy, blank and deleted cells for all 9 (36), plus the runaway loop for the first 4.
+  Every assignment is represented once N >= the number of assignments, and the choice is
+  deterministic; a smaller class keeps its mix (``--assignments 01_backprop --submissions 4``:
+  perfect, buggy, blank, deleted cells).
+
+``resume``: a real interruption. On a fresh copy of the same course, the real CLI
+(``python -m autograder --course DIR autograde --workers 2 --cell-timeout 20``) runs in its own
+process group; when ``DIR/reports/autograde.json`` (written atomically after each submission)
+records ``--interrupt-after`` results (default: half the class; 0: as soon as both workers are
+grading, before any result, which makes what is done before the interruption exact: the two being
+graded), the group gets SIGINT, as Ctrl+C would send; after ``--grace`` s still running, SIGTERM, then SIGKILL (which one was needed is
+reported). Then the same command, without ``--force``, is timed to completion, and once more (a
+rerun with nothing left to do: the fixed cost of any resume). Reported: seconds to the
+interruption, results recorded before it, seconds for the resumed run, how many it regraded
+(should be the remainder), resumed / full (full: the ``--workers 2`` class run; the CLI's start-up
+is in the resumed figure only), and checks, reported rather than hidden: every submission has a
+result, the gradebook's score of each equals the uninterrupted ``--workers 2`` run's, no grading
+process of the course outlived the interrupted command. Without a ``class`` part in the same
+invocation, the reference is ``<out>/class-w2`` when it graded the same class, else it is graded now.
+
+``exp2``: experiment 2 (ResNet20 on CIFAR-10), with the solution's own ``train``/``evaluate``:
+seconds per epoch and images per second on the device at hand. On a CPU, one epoch of a few
+hundred generated images (and the 50,000-image epoch extrapolated from it); on a GPU, the full
+10-epoch schedule with per-epoch test evaluation in a warm process with the data already on the
+GPU, on the real CIFAR-10 when it is in the data folder, else on synthetic CIFAR-shaped data.
+
+Every timing prints the load average at its start and end (the machine may be shared), and
+``COURSE_FAST`` is recorded: it shortens the notebooks' training, so it changes the figures.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +65,10 @@ from autograder.course import Course
 from autograder.demo import build_class
 from autograder.grade import Autograder
 from autograder.release import release
+
+#: the order in which ``build_class``'s students join a benchmark class (see the module docstring)
+CLASS_ORDER = ("perfect", "buggy", "blank", "broken-deleted-cells", "broken-infinite-loop", "broken-json")
+SPEEDUP_GOAL = 1.7
 
 
 def hardware() -> str:
@@ -49,7 +91,23 @@ def hardware() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {gpu}"
 
 
-def kernel_overhead() -> dict[str, float]:
+def loadavg() -> list[float]:
+    """The 1, 5 and 15-minute load averages (empty where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _load_text(load: list[float]) -> str:
+    return "load average " + (" ".join(f"{x:.2f}" for x in load) if load else "unknown")
+
+
+def kernel_overhead(repeats: int = 3) -> dict[str, float]:
     """Seconds for a fresh kernel to start and run one cell: empty, and with each unit's imports."""
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_notebook
@@ -59,7 +117,7 @@ def kernel_overhead() -> dict[str, float]:
                        ("numpy + sklearn + matplotlib + dlcourse", "import numpy, sklearn.datasets, matplotlib.pyplot, dlcourse.checks"),
                        ("torch", "import torch")]:
         times = []
-        for _ in range(3):
+        for _ in range(repeats):
             t = time.monotonic()
             NotebookClient(new_notebook(cells=[new_code_cell(src)]), kernel_name="python3").execute()
             times.append(time.monotonic() - t)
@@ -67,19 +125,296 @@ def kernel_overhead() -> dict[str, float]:
     return out
 
 
-def _course(root: Path, repo: Path) -> Course:
+# -- the class ------------------------------------------------------------------------------
+def pick_class(assignments: list[str], n: int) -> list[tuple[str, str]]:
+    """The first ``n`` (student, assignment) pairs, rank by rank of ``CLASS_ORDER`` over the assignments."""
+    pairs = [(student, a) for student in CLASS_ORDER for a in assignments]
+    if not 1 <= n <= len(pairs):
+        raise SystemExit(f"--submissions must be between 1 and {len(pairs)} for {len(assignments)} assignment(s)")
+    return pairs[:n]
+
+
+def _open(root: Path, repo: Path) -> Course:
+    return Course.open(root=root, repo=repo, db_url=f"sqlite:///{root / 'gradebook.db'}")
+
+
+def prepare_class(out: Path, repo: Path, assignments: list[str], n: int) -> tuple[Path, list[tuple[str, str]]]:
+    """A released course holding the chosen class in ``submitted/``: the template every timing copies."""
+    template = out / "class-template"
+    if template.exists():
+        shutil.rmtree(template)
+    course = _open(template, repo)
+    release(course, assignments)
+    chosen = pick_class(assignments, n)
+    view = copy.copy(course)
+    view.assignments = lambda: list(assignments)  # build_class writes every assignment of its course
+    inbox = out / "class-inbox"
+    if inbox.exists():
+        shutil.rmtree(inbox)
+    build_class(view, inbox)
+    keep = set(chosen)
+    for folder in [f for s in inbox.iterdir() if s.is_dir() for f in s.iterdir() if f.is_dir()]:
+        if (folder.parent.name, folder.name) not in keep:
+            shutil.rmtree(folder)
+    collected = collect(course, inbox)
+    shutil.rmtree(inbox)
+    if sorted(collected) != sorted(chosen):
+        raise RuntimeError(f"collected {sorted(collected)}, expected {sorted(chosen)}")
+    return template, chosen
+
+
+def fresh_copy(template: Path, root: Path, repo: Path) -> Course:
     if root.exists():
         shutil.rmtree(root)
-    course = Course.open(root=root, repo=repo, db_url=f"sqlite:///{root / 'gradebook.db'}")
-    release(course)
-    return course
+    shutil.copytree(template, root, symlinks=True)
+    return _open(root, repo)
 
 
-def _time_class(course: Course, workers: int, cell_timeout: int) -> tuple[float, list]:
+def gradebook_scores(course: Course, chosen) -> dict[str, list[float]]:
+    """``assignment/student`` -> [autograded score, max] from the gradebook, for the chosen class."""
+    from autograder.reports import scores
+
+    table = scores(course)
+    return {f"{a}/{s}": list(table[(a, s)][:2]) for s, a in chosen if (a, s) in table}
+
+
+def score_mismatches(got: dict, want: dict) -> list[str]:
+    return [f"{key}: {got.get(key, 'missing')} instead of {want.get(key, 'missing')}"
+            for key in sorted(set(got) | set(want)) if got.get(key) != want.get(key)]
+
+
+def time_class(course: Course, workers: int, cell_timeout: int) -> tuple[dict, list]:
+    n = sum(len(course.students(a)) for a in course.assignments())
+    start_load = loadavg()
+    _say(f"  --workers {workers}: grading {n} submissions ({_load_text(start_load)})")
+    grader = Autograder(course, workers=workers, cell_timeout=cell_timeout, force=True,
+                        show_progress=sys.stderr.isatty())
     t = time.monotonic()
-    results = Autograder(course, workers=workers, cell_timeout=cell_timeout, force=True,
-                         show_progress=False).run()
-    return time.monotonic() - t, results
+    results = grader.run()
+    wall = time.monotonic() - t
+    end_load = loadavg()
+    busy = sum(r.seconds for r in results)
+    row = {"wall_s": round(wall, 1), "mean_s_per_submission": round(wall / len(results), 2),
+           "sum_of_submission_s": round(busy, 1),
+           # with one worker: hashing, bookkeeping, the thread pool, i.e. wall time spent in no submission's grading
+           "autograder_overhead_s_per_submission": round((wall - busy) / len(results), 3) if workers == 1 else None,
+           "failed": sum(r.status == "failed" for r in results),
+           "load_start": start_load, "load_end": end_load, "isolation": grader.isolation_mode}
+    _say(f"  --workers {workers}: {wall:6.1f} s, {wall / len(results):.2f} s per submission "
+         f"({row['failed']} failed; {_load_text(end_load)})")
+    return row, results
+
+
+def class_bench(out: Path, repo: Path, assignments: list[str], n: int, cell_timeout: int,
+                kernel_repeats: int) -> tuple[dict, dict, Path, list]:
+    """The class timed with 1 and 2 workers; returns its figures, the ``--workers 2`` scores, the template and the class."""
+    kernels = {}
+    if kernel_repeats > 0:
+        _say(f"class: fresh kernels ({_load_text(loadavg())})")
+        kernels = kernel_overhead(kernel_repeats)
+    for label, seconds in kernels.items():
+        _say(f"  fresh kernel, {label:<42} {seconds:5.2f} s (best of {kernel_repeats})")
+    _say(f"class: releasing {len(assignments)} assignment(s) and building {n} submissions")
+    template, chosen = prepare_class(out, repo, assignments, n)
+    per_assignment = {a: [s for s, b in chosen if b == a] for a in assignments}
+    for a, students in per_assignment.items():
+        _say(f"  {a:<18} {len(students)}: {', '.join(students)}")
+    rows, scores = {}, {}
+    for workers in (1, 2):
+        course = fresh_copy(template, out / f"class-w{workers}", repo)
+        rows[workers], results = time_class(course, workers, cell_timeout)
+        scores[workers] = gradebook_scores(course, chosen)
+        if workers == 1:
+            seconds = {(r.assignment, r.student): r.seconds for r in results}
+    per_nb = {a: {f"{s}_s": seconds[(a, s)] for s in ("blank", "perfect") if (a, s) in seconds}
+              for a in assignments}
+    speedup = rows[1]["wall_s"] / rows[2]["wall_s"]
+    figures = {
+        "submissions": n, "assignments": assignments, "class": per_assignment,
+        "cell_timeout_s": cell_timeout, "course_fast": os.environ.get("COURSE_FAST", "0"),
+        "kernel_start_s": kernels,
+        "workers_1": rows[1], "workers_2": rows[2],
+        "speedup": round(speedup, 2), "speedup_goal": SPEEDUP_GOAL, "meets_goal": speedup >= SPEEDUP_GOAL,
+        "per_assignment_s": per_nb,
+        "autograder_overhead_s_per_submission": rows[1]["autograder_overhead_s_per_submission"],
+        "score_mismatches_w1_w2": score_mismatches(scores[1], scores[2]),
+    }
+    for a, row in per_nb.items():
+        parts = [f"blank release {row['blank_s']:6.1f} s" if "blank_s" in row else "",
+                 f"solution {row['perfect_s']:6.1f} s" if "perfect_s" in row else ""]
+        if any(parts):
+            _say(f"  {a:<18} nbgrader autograde of the {'   '.join(p for p in parts if p)}   (one worker)")
+    _say(f"  Autograder's own overhead around nbgrader: {rows[1]['autograder_overhead_s_per_submission']:.3f} s "
+         f"per submission (one worker)")
+    _say(f"class of {n}: --workers 1 {rows[1]['wall_s']:.1f} s, --workers 2 {rows[2]['wall_s']:.1f} s, "
+         f"speed-up {speedup:.2f}x (goal {SPEEDUP_GOAL}x: {'met' if speedup >= SPEEDUP_GOAL else 'NOT met'})")
+    if figures["score_mismatches_w1_w2"]:
+        _say("  SCORES DIFFER between --workers 1 and 2: " + "; ".join(figures["score_mismatches_w1_w2"]))
+    return figures, scores[2], template, chosen
+
+
+# -- resume after an interruption ----------------------------------------------------------------
+def _recorded(state_file: Path) -> dict:
+    """The results file's entries that are final (graded or failed); {} while it is absent."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in state.items() if v.get("status") in ("graded", "failed")}
+
+
+def _course_cmdlines(root: Path) -> dict[int, list[str]]:
+    """pid -> arguments of the processes working in this course root (nbgrader is given
+    ``--CourseDirectory.root=ROOT``; the CLI itself is not). Linux only: empty elsewhere."""
+    marker = f"--CourseDirectory.root={root}"
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            args = entry.joinpath("cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if marker in args:
+            found[int(entry.name)] = args
+    return found
+
+
+def course_processes(root: Path) -> list[int]:
+    return sorted(_course_cmdlines(root))
+
+
+def grading_now(root: Path) -> set[str]:
+    """``assignment/student`` of each ``nbgrader autograde`` running in this course root."""
+    now = set()
+    for args in _course_cmdlines(root).values():
+        if "autograde" in args and "--student" in args:
+            i, j = args.index("autograde"), args.index("--student")
+            if i + 1 < len(args) and j + 1 < len(args):
+                now.add(f"{args[i + 1]}/{args[j + 1]}")
+    return now
+
+
+def _log_times(root: Path) -> dict[str, int]:
+    """``assignment/student`` -> when its grading log was last written (each grading rewrites it)."""
+    return {f"{p.parent.name}/{p.stem}": p.stat().st_mtime_ns for p in (root / "logs").glob("*/*.log")}
+
+
+def _autograde(root: Path, repo: Path, cell_timeout: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "autograder", "--course", str(root), "autograde",
+           "--workers", "2", "--cell-timeout", str(cell_timeout)]
+    with log.open("w") as f:
+        # its own process group and session, as a command typed in a terminal: Ctrl+C there signals this group
+        return subprocess.Popen(cmd, cwd=repo, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _timed_cli(root: Path, repo: Path, cell_timeout: int, log: Path, label: str) -> tuple[float, int]:
+    start_load = loadavg()
+    _say(f"  {label}: started ({_load_text(start_load)})")
+    t = time.monotonic()
+    proc = _autograde(root, repo, cell_timeout, log)
+    try:
+        rc = proc.wait()
+    finally:
+        _stop(proc)
+    seconds = time.monotonic() - t
+    _say(f"  {label}: {seconds:.1f} s, exit code {rc} ({_load_text(loadavg())})")
+    return seconds, rc
+
+
+def resume_bench(out: Path, repo: Path, template: Path, chosen: list, cell_timeout: int,
+                 interrupt_after: int, grace: float, reference: dict, full_s: float | None) -> dict:
+    n = len(chosen)
+    course = fresh_copy(template, out / "resume", repo)
+    root, state_file = course.root, course.reports_dir / "autograde.json"
+    load0 = loadavg()
+    busy = min(2, n)   # --interrupt-after 0: as soon as both workers are grading, before any result
+    when = f"once {interrupt_after} of {n} results are recorded" if interrupt_after else \
+        f"as soon as {busy} submissions are being graded, before any result"
+    _say(f"resume: python -m autograder --course {root} autograde --workers 2 --cell-timeout {cell_timeout}; "
+         f"Ctrl+C {when} ({_load_text(load0)})")
+
+    def due() -> bool:
+        if interrupt_after:
+            return len(_recorded(state_file)) >= interrupt_after
+        return len(grading_now(root)) >= busy or bool(_recorded(state_file))
+
+    t0 = time.monotonic()
+    proc = _autograde(root, repo, cell_timeout, out / "resume-interrupted.log")
+    signal_used, rc = None, None
+    try:
+        while not (finished := proc.poll() is not None) and not due():
+            time.sleep(0.05)
+        to_interrupt = time.monotonic() - t0
+        at_signal = len(_recorded(state_file))
+        if not finished:
+            for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15.0), (signal.SIGKILL, None)):
+                os.killpg(proc.pid, sig)
+                signal_used = sig.name
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    _say(f"  still running {wait:.0f} s after {sig.name}")
+        rc = proc.wait()
+    finally:
+        _stop(proc)
+    to_exit = time.monotonic() - t0 - to_interrupt
+    orphans = course_processes(root)
+    if orphans:   # nbgrader runs in its own session: a killed CLI leaves it grading; wait, so it cannot race the resume
+        _say(f"  {len(orphans)} grading process(es) of this course outlived the CLI: {orphans}; waiting for them")
+        deadline = time.monotonic() + 600
+        while course_processes(root) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    before = _recorded(state_file)
+    if signal_used is None:
+        _say(f"  the run finished before the interruption point (exit code {rc})")
+    else:
+        _say(f"  {signal_used} after {to_interrupt:.1f} s with {at_signal} recorded; exited {to_exit:.1f} s later "
+             f"(exit code {rc}) with {len(before)} of {n} recorded ({_load_text(loadavg())})")
+
+    logs = _log_times(root)
+    resumed_s, resumed_rc = _timed_cli(root, repo, cell_timeout, out / "resume-resumed.log", "resumed run")
+    after, logs_after = _recorded(state_file), _log_times(root)
+    regraded = sorted(k for k in after if after[k] != before.get(k) or logs_after.get(k) != logs.get(k))
+    noop_s, noop_rc = _timed_cli(root, repo, cell_timeout, out / "resume-noop.log", "rerun with nothing left")
+    again = _recorded(state_file)
+    keys = {f"{a}/{s}" for s, a in chosen}
+    got = gradebook_scores(course, chosen)
+    figures = {
+        "submissions": n, "interrupt_after": interrupt_after, "cell_timeout_s": cell_timeout,
+        "seconds_to_interrupt": round(to_interrupt, 1), "recorded_at_signal": at_signal,
+        "signal_needed": signal_used, "seconds_signal_to_exit": round(to_exit, 1), "interrupted_exit_code": rc,
+        "done_before_interrupt": len(before), "orphan_processes_after_exit": len(orphans),
+        "resumed_s": round(resumed_s, 1), "resumed_exit_code": resumed_rc, "regraded": len(regraded),
+        "noop_rerun_s": round(noop_s, 1), "noop_rerun_exit_code": noop_rc,
+        "noop_rerun_regraded": sum(again[k] != after.get(k) for k in again),
+        "full_workers_2_s": full_s,
+        "resumed_over_full": round(resumed_s / full_s, 2) if full_s else None,
+        "interrupted_plus_resumed_over_full": round((to_interrupt + to_exit + resumed_s) / full_s, 2) if full_s else None,
+        "missing_results": sorted(keys - set(after)),
+        "unexpected_results": sorted(set(after) - keys),
+        "score_mismatches": score_mismatches(got, reference),
+        "load_start": load0, "load_end": loadavg(),
+    }
+    _say(f"resume: {len(before)} of {n} done before the interruption; the resumed run regraded {len(regraded)} "
+         f"in {resumed_s:.1f} s" + (f" ({resumed_s / full_s:.2f} of the uninterrupted {full_s:.1f} s)" if full_s else "")
+         + f"; a rerun with nothing left took {noop_s:.1f} s and regraded {figures['noop_rerun_regraded']}")
+    if len(before) + len(regraded) != n:
+        _say(f"  PROBLEM: {len(before)} before + {len(regraded)} regraded != {n} submissions")
+    if not regraded and signal_used:
+        _say("  note: the interruption came after every submission was started; nothing was left to resume")
+    for label in ("missing_results", "unexpected_results", "score_mismatches"):
+        if figures[label]:
+            _say(f"  PROBLEM, {label.replace('_', ' ')}: " + "; ".join(figures[label]))
+    if not any(figures[k] for k in ("missing_results", "unexpected_results", "score_mismatches")):
+        _say(f"  every one of the {n} has a result, with the same score as the uninterrupted --workers 2 run")
+    return figures
 
 
 def _synthetic_cifar10(num_train: int, num_test: int, seed: int = 0):
@@ -174,59 +509,94 @@ def _print_exp2(row: dict) -> None:
               f"{row['seconds_per_50k_epoch_estimated'] / 60:.0f} min (extrapolated)")
 
 
+def _reference(out: Path, repo: Path, chosen: list, cell_timeout: int) -> tuple[dict, float]:
+    """The uninterrupted ``--workers 2`` scores and wall time: the last class run's when it graded the same class."""
+    path, previous = out / "bench.json", out / "class-w2"
+    try:
+        figures = json.loads(path.read_text())["class"]
+        same = sorted([s, a] for a, students in figures["class"].items() for s in students) == sorted(map(list, chosen))
+        if same and figures.get("cell_timeout_s") == cell_timeout and previous.is_dir():
+            scores = gradebook_scores(_open(previous, repo), chosen)
+            if len(scores) == len(chosen):
+                _say(f"resume: reference is the last class run in {previous}")
+                return scores, figures["workers_2"]["wall_s"]
+    except (OSError, ValueError, KeyError):
+        pass
+    _say("resume: no class run of this class to compare with: grading it once with --workers 2, uninterrupted")
+    course = fresh_copy(out / "class-template", previous, repo)
+    row, _ = time_class(course, 2, cell_timeout)
+    return gradebook_scores(course, chosen), row["wall_s"]
+
+
+PARTS = ("class", "resume", "exp2")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m autograder.bench")
-    parser.add_argument("--only", choices=["exp2"], help="run one part only (merged into bench.json)")
+    parser = argparse.ArgumentParser(prog="python -m autograder.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(PARTS), metavar="PARTS",
+                        help="comma-separated parts to run, of class, resume, exp2 (default: all); "
+                             "figures are merged into bench.json")
+    parser.add_argument("--submissions", type=int, default=40, help="class size (default 40)")
+    parser.add_argument("--assignments", help="comma-separated assignments (default: every released one)")
+    parser.add_argument("--cell-timeout", type=int, default=20, help="seconds one cell may run (default 20)")
+    parser.add_argument("--interrupt-after", type=int, help="Ctrl+C once this many results are recorded "
+                        "(default: half the class; 0: as soon as both workers are grading, before any result)")
+    parser.add_argument("--grace", type=float, default=300.0, help="seconds the interrupted command may take "
+                        "to finish what it is grading before SIGTERM (default 300)")
+    parser.add_argument("--kernel-repeats", type=int, default=3, help="fresh kernels timed per import set "
+                        "(best of; 0 skips them)")
+    parser.add_argument("--out", type=Path, help="folder for the courses and bench.json (default build/bench)")
     args = parser.parse_args(argv)
+    parts = [p for p in args.only.split(",") if p]
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--only takes a comma-separated list of {', '.join(PARTS)}")
+
     repo = Course.open().repo
-    out = repo / "build" / "bench"
-    if args.only == "exp2":
-        path = out / "bench.json"
-        figures = json.loads(path.read_text()) if path.is_file() else {"hardware": hardware()}
+    out = (args.out or repo / "build" / "bench").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
+    try:
+        figures = json.loads(path.read_text())
+    except (OSError, ValueError):
+        figures = {}
+    figures["hardware"] = hardware()
+    _say(f"hardware: {figures['hardware']}; {_load_text(loadavg())}; COURSE_FAST={os.environ.get('COURSE_FAST', '0')}")
+
+    def save() -> None:
+        path.write_text(json.dumps(figures, indent=1))
+
+    if "class" in parts or "resume" in parts:
+        known = Course.open(root=repo, repo=repo).assignments()
+        assignments = [a for a in args.assignments.split(",") if a] if args.assignments else known
+        unknown = sorted(set(assignments) - set(known))
+        if unknown:
+            parser.error(f"unknown assignment(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        assignments = [a for a in known if a in assignments]  # course order
+        full_s = None
+        if "class" in parts:
+            figures["class"], reference, template, chosen = class_bench(
+                out, repo, assignments, args.submissions, args.cell_timeout, args.kernel_repeats)
+            full_s = figures["class"]["workers_2"]["wall_s"]
+            save()
+        if "resume" in parts:
+            if "class" not in parts:
+                _say(f"resume: releasing {len(assignments)} assignment(s) and building {args.submissions} submissions")
+                template, chosen = prepare_class(out, repo, assignments, args.submissions)
+                reference, full_s = _reference(out, repo, chosen, args.cell_timeout)
+            interrupt_after = args.interrupt_after if args.interrupt_after is not None else max(1, len(chosen) // 2)
+            figures["resume"] = resume_bench(out, repo, template, chosen, args.cell_timeout, interrupt_after,
+                                             args.grace, reference, full_s)
+            save()
+    if "exp2" in parts:
+        _say(f"exp2: timing ResNet20 training ({_load_text(loadavg())})")
         figures["exp2"] = exp2_resnet20()
         _print_exp2(figures["exp2"])
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(figures, indent=1))
-        print(f"wrote {path}")
-        return 0
-    figures: dict = {"hardware": hardware(), "assignments": {}}
-    print(f"hardware: {figures['hardware']}")
-    figures["kernel_start_s"] = kernel_overhead()
-    for label, seconds in figures["kernel_start_s"].items():
-        print(f"fresh kernel, {label:<42} {seconds:5.2f} s (best of 3)")
-
-    course = _course(out / "single", repo)
-    inbox = out / "single-inbox"
-    build_class(course, inbox)
-    collect(course, inbox)
-    results = Autograder(course, workers=1, cell_timeout=60, force=True, show_progress=False)
-    for assignment in course.assignments():
-        row = {}
-        for student in ("blank", "perfect"):
-            r = results.run([assignment], [student])[0]
-            row[f"{student}_s"] = r.seconds
-        figures["assignments"][assignment] = row
-        print(f"{assignment:<18} nbgrader autograde of the blank release {row['blank_s']:6.1f} s   "
-              f"solution {row['perfect_s']:6.1f} s   (one worker)")
-
-    timings = {}
-    for workers in (1, 2):
-        cls = _course(out / f"class-w{workers}", repo)
-        build_class(cls, out / f"class-w{workers}-inbox")
-        n = len(collect(cls, out / f"class-w{workers}-inbox"))
-        seconds, _ = _time_class(cls, workers, cell_timeout=20)
-        timings[workers] = seconds
-        print(f"demo class ({n} submissions) with --workers {workers}: {seconds:6.1f} s")
-    figures["demo_class"] = {"submissions": n, "workers_1_s": round(timings[1], 1),
-                             "workers_2_s": round(timings[2], 1),
-                             "speedup": round(timings[1] / timings[2], 2)}
-    print(f"speed-up of --workers 2 over --workers 1: {timings[1] / timings[2]:.2f}x")
-    figures["exp2"] = exp2_resnet20()
-    _print_exp2(figures["exp2"])
-    (out / "bench.json").write_text(json.dumps(figures, indent=1))
-    print(f"wrote {out / 'bench.json'}")
+        _say(f"exp2: done ({_load_text(loadavg())})")
+        save()
+    _say(f"wrote {path}")
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -66,15 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "collect" and not getattr(args, "check", False):
         course.check_gradebook()  # a gradebook server that is down or misnamed: one clear line, now
     if args.command == "release":
+        from autograder.colab import stamp_repository
         from autograder.release import ReleaseError, check_release, release
 
         try:
             if args.check:
-                problems = check_release(course)
+                problems = stamp_repository(course.repo, check=True) + check_release(course)
                 for line in problems:
                     print(line)
                 print("assignments/ matches solutions/" if not problems else f"{len(problems)} problem(s)")
                 return 1 if problems else 0
+            for line in stamp_repository(course.repo):  # Colab badges, setup and self-check cells, README links
+                print(line)
             for path in release(course, args.assignments or None):
                 print(f"released {path}")
         except ReleaseError as err:
@@ -95,7 +99,17 @@ def main(argv: list[str] | None = None) -> int:
             course.register_students(sorted({s for a in args.assignments or course.assignments()
                                              for s in course.students(a) if not args.student or s in args.student}))
         grader = Autograder(course, workers=args.workers, cell_timeout=args.cell_timeout, force=args.force)
-        results = grader.run(args.assignments or None, args.student)
+
+        def stop(signum, frame):  # `kill` or a scheduler's SIGTERM: stop the way Ctrl+C does
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            results = grader.run(args.assignments or None, args.student)
+        except KeyboardInterrupt:
+            print("autograde interrupted: the submissions graded so far are recorded; run the same command "
+                  "again to grade the rest", file=sys.stderr)
+            return 130
         print(score_table(course, results))
         failed = [r for r in results if r.status == "failed"]
         print(f"{len(results) - len(failed)} graded, {len(failed)} failed (logged with reasons; scored zero)")

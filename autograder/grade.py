@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -199,6 +199,19 @@ def _zero_failed(course: Course, result: GradeResult) -> None:
         gb.db.commit()
 
 
+def _as_completed_interruptibly(futures, poll_s: float = 0.2):
+    """Yield futures as they finish, waking every ``poll_s`` so that Ctrl+C is acted on at once.
+
+    The kernel may deliver a process's SIGINT to a worker thread; Python then only flags it, and a
+    main thread asleep in ``as_completed`` would raise KeyboardInterrupt only when the next grading
+    finishes, after a free worker had already started a queued submission.
+    """
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
+        yield from finished
+
+
 class Autograder:
     """Grades many submissions with ``workers`` concurrent nbgrader processes."""
 
@@ -360,20 +373,39 @@ class Autograder:
                    dynamic_ncols=True)
         if self.show_progress:
             bar.write(f"grading {self.isolation_mode}")
-        failures = 0
+        failures, recorded = 0, set()
+
+        def record(fut) -> None:
+            nonlocal failures
+            r = fut.result()
+            self._save(state, r)
+            results.append(r)
+            recorded.add(fut)
+            if r.status == "failed":
+                failures += 1
+                bar.write(f"FAILED {r.key}: {r.reason}")
+            bar.set_postfix(failed=failures)
+            bar.update()
+
+        pool = ThreadPoolExecutor(self.workers)
         try:
-            with ThreadPoolExecutor(self.workers) as pool:
-                futures = {pool.submit(self.grade_one, r): r for r in todo}
-                for fut in as_completed(futures):
-                    r = fut.result()
-                    self._save(state, r)
-                    results.append(r)
-                    if r.status == "failed":
-                        failures += 1
-                        bar.write(f"FAILED {r.key}: {r.reason}")
-                    bar.set_postfix(failed=failures)
-                    bar.update()
+            futures = [pool.submit(self.grade_one, r) for r in todo]
+            try:
+                for fut in _as_completed_interruptibly(futures):
+                    record(fut)
+            except KeyboardInterrupt:
+                # Ctrl+C reaches this process only (each nbgrader runs in a session of its own): start
+                # nothing more, record the submissions being graded, then stop. Without this, the pool
+                # would grade every queued submission before exiting and record none of them.
+                pool.shutdown(wait=False, cancel_futures=True)
+                left = [f for f in futures if f not in recorded and not f.cancelled()]
+                bar.write(f"interrupted: recording the {len(left)} submission(s) being graded, then stopping; "
+                          f"{sum(f.cancelled() for f in futures)} not started are left for the next run")
+                for fut in _as_completed_interruptibly(left):
+                    record(fut)
+                raise
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             if self._sandbox is not None:
                 self._sandbox.close()

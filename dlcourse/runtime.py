@@ -57,6 +57,33 @@ def training_device():
     return torch.device("cuda")
 
 
+def on_colab() -> bool:
+    import sys
+
+    return "google.colab" in sys.modules
+
+
+def describe_runtime() -> None:
+    """One line on where this notebook runs; on Colab without a GPU, how to get one.
+
+    Locally it does not import torch (unit 01 never needs it), so it costs nothing.
+    """
+    import sys
+
+    from dlcourse import __version__
+
+    where = "Colab" if on_colab() else "local"
+    line = f"dlcourse {__version__} · Python {sys.version.split()[0]} · {where}"
+    if on_colab() or "torch" in sys.modules:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        line += f" · torch {torch.__version__} · " + (f"GPU: {gpu}" if gpu else "no GPU: training runs on the CPU")
+        if on_colab() and not gpu:
+            line += "\n  for a GPU: Runtime > Change runtime type > T4 GPU, then run the notebook again"
+    print(line)
+
+
 def progress(iterable=None, *, enabled: bool = True, **kwargs):
     """A tqdm progress bar (a widget in Jupyter, text in a terminal).
 
