@@ -17,7 +17,6 @@ import nbformat
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 README_START = "<!-- colab-links:start (written by `make release`; edit pyproject.toml, not this table) -->"
 README_END = "<!-- colab-links:end -->"
-_OLD_SETUP = "# Setup (first cell of every notebook)"   # the hand-written cell this module replaced
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,7 @@ def _cell(kind: str, source: str, role: str):
 
 def stamp(nb, repository: Repository, colab_path: str, *, self_check: bool) -> None:
     """Put the generated cells in ``nb``: badge first, setup as the first code cell, self-check last."""
-    cells = [c for c in nb.cells
-             if _role(c) is None and not (c.cell_type == "code" and c.source.startswith(_OLD_SETUP))]
+    cells = [c for c in nb.cells if _role(c) is None]
     first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
     cells.insert(first_code, _cell("code", setup_source(repository), "setup"))
     cells.insert(0, _cell("markdown", badge(repository, colab_path), "colab-badge"))
@@ -116,12 +114,9 @@ def _cell_text(nb) -> str:
 
 def readme_table(repo: Path, repository: Repository) -> str:
     rows = ["| notebook | open |", "| --- | --- |"]
-    for p in sorted((repo / "lectures").glob("*.ipynb")):
-        rel = p.relative_to(repo).as_posix()
-        rows.append(f"| lecture `{p.stem}` | {badge(repository, rel)} |")
-    for p in sorted((repo / "solutions").glob("*/*.ipynb")):   # what release writes to assignments/
-        rel = f"assignments/{p.parent.name}/{p.name}"
-        rows.append(f"| assignment `{p.parent.name}` | {badge(repository, rel)} |")
+    for t in targets(repo):
+        label = f"assignment `{t.path.parent.name}`" if t.self_check else f"lecture `{t.path.stem}`"
+        rows.append(f"| {label} | {badge(repository, t.colab_path)} |")
     return "\n".join([README_START, *rows, README_END])
 
 
@@ -135,7 +130,7 @@ def _readme_with_table(text: str, table: str) -> str:
 def stamp_repository(repo: Path, *, check: bool = False) -> list[str]:
     """Write (or with ``check``, only report) the generated cells and the README's Colab links."""
     repository = Repository.from_pyproject(repo)
-    problems = []
+    lines = []   # what was (or, with check, would be) rewritten
     for target in targets(repo):
         nb = nbformat.read(str(target.path), as_version=4)
         before = _cell_text(nb)
@@ -143,17 +138,17 @@ def stamp_repository(repo: Path, *, check: bool = False) -> list[str]:
         if _cell_text(nb) != before:
             rel = target.path.relative_to(repo)
             if check:
-                problems.append(f"{rel}: its Colab badge, setup or self-check cell is not what `make release` writes")
+                lines.append(f"{rel}: its Colab badge, setup or self-check cell is not what `make release` writes")
             else:
                 nbformat.write(nb, str(target.path))
-                problems.append(f"{rel}: generated cells updated")
+                lines.append(f"{rel}: generated cells updated")
     readme = repo / "README.md"
     text = readme.read_text()
     new = _readme_with_table(text, readme_table(repo, repository))
     if new != text:
         if check:
-            problems.append("README.md: the Colab links are not what `make release` writes")
+            lines.append("README.md: the Colab links are not what `make release` writes")
         else:
             readme.write_text(new)
-            problems.append("README.md: Colab links updated")
-    return problems
+            lines.append("README.md: Colab links updated")
+    return lines

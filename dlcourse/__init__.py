@@ -6,5 +6,6 @@ imports it too, so a student's kernel and the grader agree on what "close" means
 from dlcourse.runtime import (FAST, demo_budget, describe_runtime, fast_or, grading, on_colab, progress,
                               seed_everything, training_device)
 
-__all__ = ["FAST", "demo_budget", "describe_runtime", "fast_or", "on_colab", "grading", "progress", "seed_everything", "training_device"]
+__all__ = ["FAST", "demo_budget", "describe_runtime", "fast_or", "grading", "on_colab", "progress", "seed_everything",
+           "training_device"]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 
@@ -58,8 +59,6 @@ def training_device():
 
 
 def on_colab() -> bool:
-    import sys
-
     return "google.colab" in sys.modules
 
 
@@ -68,8 +67,6 @@ def describe_runtime() -> None:
 
     Locally it does not import torch (unit 01 never needs it), so it costs nothing.
     """
-    import sys
-
     from dlcourse import __version__
 
     where = "Colab" if on_colab() else "local"

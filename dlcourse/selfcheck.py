@@ -232,7 +232,7 @@ def _this_notebook():
 
 
 def self_check(notebook: str | os.PathLike | None = None, *, timeout: int = 600):
-    """Run this notebook's visible tests in a fresh kernel and show a table; returns the ``Report``.
+    """Run this notebook's visible tests in a fresh kernel and show a table (returns None: shown once).
 
     Checks the notebook as last saved (on Colab: as it is in the browser), so save first.
     """
