@@ -35,25 +35,36 @@ c.LimitOutput.max_traceback = 60
 c.ClearOutput.enabled = True
 c.Autograde.create_student = True
 
-# Feedback shows test names, points and failure messages, but never hidden-test code.
+# The grading pipeline (one definition: `python -m autograder autograde`, plain `nbgrader autograde` and the
+# formgrader's button all run these steps). Student code runs in a sandboxed process; the tests run outside it
+# (autograder/verdict.py) and only their verdicts reach the test cells. Without the course package, grading
+# refuses to start rather than grade without those protections.
 try:
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import GetGrades
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades,
+                                        IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
     from autograder.feedback import RedactHiddenTests
+    from autograder.preprocessors import NormalizeSubmission, SanitizeForDisplay, TrustedExecute
 
+    c.Autograde.sanitize_preprocessors = [ClearOutput, NormalizeSubmission, DeduplicateIds, OverwriteKernelspec,
+                                          OverwriteCells, CheckCellMetadata]
+    c.Autograde.autograde_preprocessors = [TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                           SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, SanitizeForDisplay]
+    c.TrustedExecute.timeout = c.Execute.timeout
+    # Feedback shows test names, points and the grader's messages, never hidden-test code or student output.
     c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+except ImportError as _missing:
+    from nbgrader.preprocessors import NbGraderPreprocessor as _Base
 
-    # Student code cannot patch numpy/torch/IPython/the test helpers to fake a pass (autograder/guard.py).
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
-    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+    _why = str(_missing)
 
-    from autograder.guard import GuardedExecute
+    class RefuseToGrade(_Base):
+        """The course package is missing: grading would lose its protections, so it stops."""
 
-    c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                           SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-except ImportError:  # course package not installed: nbgrader's own redaction (tracebacks stay)
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+        def preprocess(self, nb, resources):
+            raise RuntimeError(f"cannot grade: the course package is not importable ({_why}); install it "
+                               "(make venv) and grade with `python -m autograder autograde` (make autograde)")
 
-    c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.Autograde.autograde_preprocessors = [RefuseToGrade]
+    c.GenerateFeedback.preprocessors = [RefuseToGrade]

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course import Course, grade_id, read_notebook
+from autograder.course import Course, read_notebook
+from autograder.preprocessors import EVENT_PREFIX, normalize
 from autograder.sandbox import Limits, open_sandbox
 
 JOB_TIMEOUT_S = 3600  # one submission's whole grading, all cells together
@@ -71,7 +72,7 @@ _EVENT_PATTERNS = [
 
 
 def _events_from_log(log: str) -> list[str]:
-    events = []
+    events = [line.split(EVENT_PREFIX, 1)[1].strip() for line in log.splitlines() if EVENT_PREFIX in line]
     for pattern, text in _EVENT_PATTERNS:
         for m in pattern.finditer(log):
             event = text.format(*(g for g in m.groups() if g))
@@ -90,55 +91,6 @@ def _failure_reason(log: str, returncode: int) -> str:
     if detail:
         return detail[-1].strip()[:300]
     return (errors[-1].split("]", 1)[-1].strip() if errors else f"nbgrader exited with code {returncode}")[:300]
-
-
-def _repair(nb, released, source=None) -> list[str]:
-    """Fix in place what nbgrader trips on, and say what was found.
-
-    * A duplicated graded cell keeps its last copy, as nbgrader's DeduplicateIds does, but the
-      extra copy loses its metadata key entirely (nbgrader leaves an empty dict, which crashes
-      ``OverwriteCells.add_missing_cells``).
-    * A deleted graded, answer or locked cell is put back, in course order, as released: an answer
-      cell comes back blank, a test cell is then restored in full by nbgrader. (nbgrader restores
-      test cells only, and crashes when the cell before a deleted one is gone too.)
-    * A test or locked cell whose source differs from the release is reported; nbgrader
-      overwrites it from the gradebook.
-    """
-    events, seen = [], {}
-    for cell in reversed(nb.cells):
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid is None:
-            continue
-        if gid in seen:
-            del cell.metadata["nbgrader"]
-            events.append(f"cell {gid} was duplicated: extra copy dropped")
-        else:
-            seen[gid] = cell
-    if released is None:
-        return events
-    originals = {}
-    for original in (released, source):
-        for cell in (original.cells if original is not None else []):
-            if grade_id(cell):
-                originals.setdefault(grade_id(cell), set()).add(cell.source.strip())
-    prev = None
-    for cell in released.cells:
-        gid = grade_id(cell)
-        if gid is None:
-            continue
-        meta = cell.metadata.nbgrader
-        if gid not in seen:
-            at = 0 if prev is None else next(i for i, c in enumerate(nb.cells) if c is seen[prev]) + 1
-            restored = nbformat.from_dict(json.loads(json.dumps(cell)))
-            nb.cells.insert(at, restored)
-            seen[gid] = restored
-            kind = "answer" if meta.get("solution") else "test" if meta.get("grade") else "locked"
-            events.append(f"{kind} cell {gid} was deleted: restored" + (" blank" if kind == "answer" else ""))
-        elif (meta.get("locked") or meta.get("grade")) and not meta.get("solution") \
-                and seen[gid].source.strip() not in originals[gid]:
-            events.append(f"locked cell {gid} was edited: original restored")
-        prev = gid
-    return events
 
 
 def _original(folder: Path, assignment: str, notebook: str):
@@ -172,8 +124,9 @@ def _stage(course: Course, result: GradeResult, staging: Path) -> tuple[list[str
             except ValueError as err:
                 events.append(f"{err}: scored zero")
                 continue
-            events += _repair(nb, _original(course.release_dir, result.assignment, path.name),
-                              _original(course.source_dir, result.assignment, path.name))
+            source = _original(course.source_dir, result.assignment, path.name)
+            if source is not None:   # the same repair NormalizeSubmission makes, so nbgrader can read it
+                events += normalize(nb, source, _original(course.release_dir, result.assignment, path.name))
             nbformat.write(nb, str(target))
             readable += 1
         else:
@@ -309,17 +262,20 @@ class Autograder:
             _zero_failed(self.course, result)
             result.seconds = round(time.monotonic() - start, 2)
             return result
-        args = [result.assignment, "--student", result.student, "--force"]
+        args = [result.assignment, "--student", result.student, "--force",
+                f"--TrustedExecute.job_timeout={self.job_timeout}"]
         if self.cell_timeout:
-            args.append(f"--Execute.timeout={self.cell_timeout}")
+            args += [f"--Execute.timeout={self.cell_timeout}", f"--TrustedExecute.timeout={self.cell_timeout}"]
         log_path = self.log_dir / result.assignment / f"{result.student}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env, job, limit_events = self._env(), None, []
         result.isolated = self._sandbox is not None
         if self._sandbox is not None:
             job, sandbox_env, sandbox_args = self._sandbox.job()
-            env.update(sandbox_env)
+            env.update(sandbox_env, COURSE_SANDBOX_SPEC=self._sandbox.spec())
             args += sandbox_args
+        else:
+            env["COURSE_ISOLATION"] = "0"   # this run decided already (and warned) when it opened no sandbox
         try:
             proc = self.course.nbgrader("autograde", *args, env=env, timeout=self.job_timeout,
                                         submitted_dir=staging)

@@ -45,6 +45,10 @@ def lint_notebook(path: Path, *, source: bool = False) -> list[str]:
         if meta.get("points") and not meta.get("grade"):
             problems.append(f"{path}: cell {gid} has points but is not graded")
     problems += [f"{path}: grade_id {gid!r} is used {n} times" for gid, n in ids.items() if n > 1]
+    if source and nb.metadata.get("dlcourse", {}).get("tests") == "trusted":
+        from autograder.verdict import untrusted_names
+
+        problems += [f"{path}: {p}" for p in untrusted_names(nb)]
     return problems
 
 

@@ -324,7 +324,7 @@ def _hide_and_expose(cfg: Config, conn_dir: str, socket_dir: str, uid: int, gid:
     ``socket_dir`` (where it binds its Unix sockets when the transport is ``ipc``)."""
     memory = cfg.limits.memory_mb
     private = [(p, size or memory) for p, size in PRIVATE_TMP if os.path.isdir(p)]
-    hide = [os.path.realpath(p) for p in cfg.hide + [conn_dir]]
+    hide = [os.path.realpath(p) for p in cfg.hide + ([conn_dir] if conn_dir else [])]
     hide = [p for p in dict.fromkeys(hide) if os.path.isdir(p) and p not in SYSTEM_DIRS]
     # a folder inside another hidden one disappears with it
     hide = [p for p in hide if not any(_under(p, q) for q, _ in private)
@@ -436,6 +436,85 @@ def launch(config_path: str, kernel_argv: list[str]) -> int:
         except BaseException as err:  # noqa: BLE001 - report, never fall through into the parent's code
             os.write(2, f"sandbox: could not start the kernel: {err}\n".encode())
         os._exit(127)
+
+    def _kill(signum, frame):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, _kill)
+    status = _wait_for_kernel_or_parent(child, parent)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def run(config_path: str, argv: list[str]) -> int:
+    """Run ``argv`` sandboxed in a scratch copy of the working directory (the grader's student process).
+
+    The same steps as ``launch`` for a kernel, for any command: the caller's open descriptors
+    (the socket to the grader) are inherited; the network namespace is always new and empty.
+    """
+    import pwd
+
+    cfg = Config.load(config_path)
+    pw = pwd.getpwnam(cfg.user)
+    uid, gid = pw.pw_uid, pw.pw_gid
+    submission = os.getcwd()
+    job = os.environ.get(JOB_ENV, "manual")
+    entered = enter_cgroups({ctrl: tuple(v) for ctrl, v in cfg.cgroups.items()}, f"{job}-{os.getpid()}", cfg.limits)
+    _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    src_fd = os.open(submission, os.O_RDONLY | os.O_DIRECTORY)
+    fonts = {}
+    if cfg.mpl_cache and os.path.isdir(cfg.mpl_cache):
+        for name in os.listdir(cfg.mpl_cache):
+            if name.startswith("fontlist") and name.endswith(".json"):
+                fonts[name] = Path(cfg.mpl_cache, name).read_bytes()
+    _hide_and_expose(cfg, "", "", uid, gid)
+    work = os.path.join("/tmp", os.path.basename(submission.rstrip("/")) or "submission")
+    home = "/tmp/.home"
+    _copy_tree(src_fd, work, uid, gid)
+    os.close(src_fd)
+    for folder in (home, os.path.join(home, ".config"), os.path.join(home, ".config", "matplotlib")):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chown(folder, uid, gid)
+    for name, content in fonts.items():
+        target = os.path.join(home, ".config", "matplotlib", name)
+        Path(target).write_bytes(content)
+        os.chown(target, uid, gid)
+    env = _kernel_env(cfg, home, pw)
+    env["IPYTHONDIR"] = os.path.join(home, ".ipython")
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = os.fork()
+    if child == 0:
+        try:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            _write("/proc/self/oom_score_adj", 1000)
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (cfg.limits.file_mb * MIB,) * 2)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if "pids" not in entered:
+                resource.setrlimit(resource.RLIMIT_NPROC, (cfg.limits.processes,) * 2)
+            if "memory" not in entered:
+                resource.setrlimit(resource.RLIMIT_DATA, (cfg.limits.memory_mb * MIB,) * 2)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            os.chdir(work)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_DFL)
+            os.execve(argv[0], argv, env)
+        except BaseException as err:  # noqa: BLE001
+            os.write(2, f"sandbox: could not start {argv[:1]}: {err}\n".encode())
+        os._exit(127)
+    os.closerange(3, 1 << 16)   # the grader's socket stays with the child only: its exit closes it
 
     def _kill(signum, frame):
         try:
@@ -590,6 +669,7 @@ class Sandbox:
         self._token = self.dir.name.rsplit("-", 1)[-1]
         self._count = 0
         self._lock = threading.Lock()
+        self._owner = True
 
     # -- describing ------------------------------------------------------------------------
     def describe(self) -> str:
@@ -640,12 +720,193 @@ class Sandbox:
         shutil.rmtree(self.dir / f"j{job.rsplit('-', 1)[-1]}", ignore_errors=True)
         return list(dict.fromkeys(events))
 
+    # -- any command (the grader's student process) ------------------------------------------------
+    def wrap(self, command: list[str], workdir: Path, env: dict) -> tuple[str, list[str], dict, None]:
+        """A job id and the command, environment and pre-exec hook that run ``command`` sandboxed in a
+        scratch copy of ``workdir`` (the launcher copies it; the caller starts the process in ``workdir``)."""
+        with self._lock:
+            self._count += 1
+            job = f"{self._token}-{os.getpid()}x{self._count}"
+        argv = [sys.executable, "-I", "-S", os.path.abspath(__file__), "--config", str(self.dir / "sandbox.json"),
+                "--run", "--", *command]
+        return job, argv, {**env, JOB_ENV: job}, None
+
+    def spec(self) -> str:
+        """A path from which another process of the grader can use this sandbox (``from_spec``)."""
+        return str(self.dir / "sandbox.json")
+
+    @classmethod
+    def from_spec(cls, path: str):
+        """The sandbox that ``spec()`` named, for another grading process (it does not own the folder)."""
+        raw = json.loads(Path(path).read_text())
+        if raw.get("backend") == "bwrap":
+            return BwrapSandbox.from_spec(path)
+        import pwd
+
+        obj = cls.__new__(cls)
+        obj.config = Config.load(path)
+        obj.limits, obj.dir = obj.config.limits, Path(path).parent
+        obj.user = pwd.getpwnam(obj.config.user)
+        obj._token, obj._count, obj._lock, obj._owner = obj.dir.name.rsplit("-", 1)[-1], 0, threading.Lock(), False
+        return obj
+
     def close(self) -> None:
+        if not getattr(self, "_owner", True):
+            return
         for ctrl, (version, parent) in self.config.cgroups.items():
             for name in (os.listdir(parent) if os.path.isdir(parent) else []):
                 if name.startswith(self._token + "-"):
                     remove_cgroup(os.path.join(parent, name))
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BwrapSandbox:
+    """The sandbox for a grader who is not root: bubblewrap (user namespaces), with resource limits.
+
+    Student code then runs as the grader's own user, but sees the machine read-only, with the
+    course, the repository, the gradebook folder and home folders hidden behind empty folders, a
+    private ``/tmp`` (size-capped), its own scratch copy of the submission, no network, no other
+    processes and no capabilities. Memory, processes and file size are capped per process with
+    setrlimit (``RLIMIT_DATA``, ``RLIMIT_NPROC`` above the user's current count, ``RLIMIT_FSIZE``),
+    and with a systemd scope's ``MemoryMax`` / ``TasksMax`` when ``systemd-run --user`` works.
+    """
+
+    def __init__(self, hide: list[str], expose: list[str], limits: Limits, bwrap: str, systemd_run: str | None,
+                 data_dir: str = "", directory: Path | None = None, owner: bool = True):
+        self.hide, self.expose, self.limits, self.bwrap = list(hide), list(expose), limits, bwrap
+        self.systemd_run, self.data_dir = systemd_run, data_dir
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="course-bwrap-"))
+        self._owner = owner
+        self._lock, self._count = threading.Lock(), 0
+        if owner:
+            (self.dir / "sandbox.json").write_text(json.dumps({
+                "backend": "bwrap", "hide": self.hide, "expose": self.expose, "limits": asdict(limits),
+                "bwrap": bwrap, "systemd_run": systemd_run, "data_dir": data_dir}, indent=1))
+
+    @classmethod
+    def from_spec(cls, path: str) -> "BwrapSandbox":
+        raw = json.loads(Path(path).read_text())
+        return cls(raw["hide"], raw["expose"], Limits(**raw["limits"]), raw["bwrap"], raw.get("systemd_run"),
+                   raw.get("data_dir", ""), directory=Path(path).parent, owner=False)
+
+    def spec(self) -> str:
+        return str(self.dir / "sandbox.json")
+
+    def describe(self) -> str:
+        lim = self.limits
+        caps = (f"memory {lim.memory_mb} MB and {lim.processes} tasks (systemd scope)" if self.systemd_run
+                else f"memory {lim.memory_mb} MB per process (RLIMIT_DATA), processes (RLIMIT_NPROC)")
+        return (f"isolated with bubblewrap (not root): read-only system, course and homes hidden, scratch copy of the "
+                f"submission, private /tmp, no network, own PID namespace, {caps}, files {lim.file_mb} MB")
+
+    def wrap(self, command: list[str], workdir: Path, env: dict):
+        import resource
+
+        with self._lock:
+            self._count += 1
+            job = f"bwrap-{os.getpid()}x{self._count}"
+        lim = self.limits
+        inside = f"/tmp/{Path(workdir).name or 'submission'}"
+        home = "/tmp/.home"
+        args = [self.bwrap, "--die-with-parent", "--unshare-all", "--new-session", "--cap-drop", "ALL",
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for path in sorted(set(self.hide)):
+            if os.path.isdir(path) and path not in SYSTEM_DIRS:
+                args += ["--tmpfs", path, "--remount-ro", path]
+        for path in sorted(set(self.expose) | ({self.data_dir} if self.data_dir else set())):
+            if os.path.isdir(path) and any(_under(path, h) for h in self.hide):
+                args += ["--ro-bind", path, path]
+        size = str(lim.memory_mb * MIB)
+        args += ["--size", size, "--tmpfs", "/tmp", "--size", str(64 * MIB), "--tmpfs", "/var/tmp",
+                 "--size", size, "--tmpfs", "/dev/shm", "--bind", str(workdir), inside, "--dir", home,
+                 "--chdir", inside, "--clearenv"]
+        keep = {k: v for k, v in env.items() if (k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIX))
+                and not any(w in k.upper() for w in ENV_DROP_WORDS)}
+        keep.update(HOME=home, TMPDIR="/tmp", MPLCONFIGDIR=f"{home}/.config/matplotlib", PYTHONNOUSERSITE="1",
+                    IPYTHONDIR=f"{home}/.ipython")
+        keep.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        if self.data_dir:
+            keep["COURSE_DATA_DIR"] = self.data_dir
+        for k, v in sorted(keep.items()):
+            args += ["--setenv", k, v]
+        argv = args + ["--", *command]
+        if self.systemd_run:
+            argv = [self.systemd_run, "--user", "--scope", "--quiet", f"--unit=course-{job}",
+                    "-p", f"MemoryMax={lim.memory_mb}M", "-p", "MemorySwapMax=0", "-p", f"TasksMax={lim.processes}",
+                    "--", *argv]
+        current = _count_user_processes()
+
+        def limits():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (lim.file_mb * MIB,) * 2)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_DATA, (lim.memory_mb * MIB,) * 2)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+            cap = current + lim.processes
+            resource.setrlimit(resource.RLIMIT_NPROC, (min(cap, hard) if hard != resource.RLIM_INFINITY else cap,) * 2)
+
+        return job, argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, limits
+
+    def finish(self, job: str) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        if self._owner:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _count_user_processes() -> int:
+    uid, n = os.getuid(), 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def _bwrap_works(bwrap: str) -> str:
+    """'' when bubblewrap can make the namespaces this sandbox needs, else why not."""
+    try:
+        proc = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc",
+                               "--dev", "/dev", "--tmpfs", "/tmp", "--", "true"], capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    return "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["bwrap failed"])[-1]
+
+
+def _systemd_scope_works(systemd_run: str | None) -> bool:
+    if not systemd_run:
+        return False
+    try:
+        return subprocess.run([systemd_run, "--user", "--scope", "--quiet", "-p", "MemoryMax=64M", "--", "true"],
+                              capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def open_bwrap(hide: list[Path], limits: Limits | None = None) -> tuple["BwrapSandbox | None", str]:
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return None, "bubblewrap is not installed (apt-get install bubblewrap)"
+    why = _bwrap_works(bwrap)
+    if why:
+        return None, f"bubblewrap cannot create namespaces here ({why})"
+    import importlib.util
+
+    expose = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+              os.path.dirname(os.path.realpath(sys.executable))}
+    spec = importlib.util.find_spec("dlcourse")
+    expose.update((spec.submodule_search_locations or []) if spec else [])
+    homes = ["/root", "/home", "/run/user", os.path.expanduser("~")]
+    systemd_run = shutil.which("systemd-run")
+    sandbox = BwrapSandbox(sorted({os.path.realpath(str(p)) for p in hide} | set(homes)),
+                           sorted(os.path.realpath(p) for p in expose), limits or Limits.from_env(), bwrap,
+                           systemd_run if _systemd_scope_works(systemd_run) else None,
+                           os.path.realpath(_data_dir()) if os.path.isdir(_data_dir()) else "")
+    return sandbox, sandbox.describe()
 
 
 def check() -> tuple[dict | None, str]:
@@ -673,9 +934,16 @@ def check() -> tuple[dict | None, str]:
 
 
 def open_sandbox(hide: list[Path], limits: Limits | None = None) -> tuple[Sandbox | None, str]:
-    """A ready sandbox and its description, or ``None`` and why grading cannot be isolated here."""
+    """A ready sandbox and its description, or ``None`` and why grading cannot be isolated here.
+
+    As root: namespaces, cgroups and an unprivileged user (``Sandbox``). Otherwise bubblewrap
+    (``BwrapSandbox``) when it is installed and user namespaces are allowed.
+    """
     result, why = check()
     if result is None:
+        if sys.platform.startswith("linux") and os.geteuid() != 0:
+            sandbox, text = open_bwrap(hide, limits)
+            return (sandbox, text) if sandbox is not None else (None, f"{why}; {text}")
         return None, why
     try:
         user = ensure_user()
@@ -690,6 +958,8 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--probe"]:
         print(json.dumps(probe(cgroup_parents())))
         return 0
+    if len(argv) >= 4 and argv[0] == "--config" and argv[2] == "--run" and "--" in argv:
+        return run(argv[1], argv[argv.index("--") + 1:])
     if len(argv) >= 3 and argv[0] == "--config" and "--" in argv:
         return launch(argv[1], argv[argv.index("--") + 1:])
     print("usage: sandbox.py --probe | --config FILE -- KERNEL-COMMAND...", file=sys.stderr)
