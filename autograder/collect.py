@@ -1,7 +1,8 @@
 """Take submissions from a folder or a zip into ``submitted/<student>/<assignment>/``.
 
 Accepted layouts (inside the folder or the zip): ``<student>/<assignment>/<files>``, or, with
-``--assignment A``, ``<student>/<files>``. Names are checked, so a crafted zip cannot write
+``--assignment A``, ``<student>/<files>``. Each submission's ``timestamp.txt`` is the time this
+command received it (a student's own is replaced). Names are checked, so a crafted zip cannot write
 outside ``submitted/`` (no ``..``, no absolute paths, no links).
 """
 from __future__ import annotations
@@ -63,7 +64,10 @@ def collect(course: Course, source: Path, assignment: str | None = None) -> list
                                 ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
                 for link in [p for p in dest.rglob("*") if p.is_symlink()]:
                     link.unlink()
-                if not (dest / "timestamp.txt").exists():
-                    (dest / "timestamp.txt").write_text(stamp)
+                # when the submission was received, as this command saw it: a timestamp.txt the student's
+                # files carried is replaced (nbgrader reads this file for late penalties)
+                if (dest / "timestamp.txt").exists():
+                    print(f"{student}/{name}: its own timestamp.txt was replaced by the collection time")
+                (dest / "timestamp.txt").write_text(stamp)
                 collected.append((student, name))
     return collected

@@ -200,7 +200,7 @@ class Course:
         password = self._url_and_password()[1]
         if password is not None:
             full_env["PGPASSWORD"] = password
-        return subprocess.run(cmd, cwd=self.repo, env=full_env, capture_output=True, text=True,
+        return subprocess.run(cmd, cwd=self.repo, env=full_env, capture_output=True, text=True, errors="replace",
                                timeout=timeout, start_new_session=True)
 
 

@@ -1,4 +1,10 @@
-"""Feedback that shows each test's name, points and failure message, never hidden-test code."""
+"""Feedback that shows each test's name, points and the grader's message, never hidden-test code.
+
+Feedback is made from what the trusted grader decided: the test cells' verdicts (written by
+``TrustedExecute``: a failure's message, or for a failure in a hidden part only that a hidden test
+failed) and the student's own cell sources. Outputs that the student's process produced while
+being graded are left out: its code saw the hidden tests' inputs and could print them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,13 +32,15 @@ def redact_source(source: str) -> str:
 
 
 class RedactHiddenTests(Preprocessor):
-    """Strips hidden tests from test cells, and tracebacks (which quote the failing line) to
-    ``Error: message``. Runs before nbgrader renders the feedback HTML."""
+    """Strips hidden tests from test cells, tracebacks to ``Error: message`` (the grader's public
+    message), and every output of the other code cells. Runs before nbgrader renders the feedback."""
 
     enabled = True  # nbconvert preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):
         meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and not (meta.get("grade") and not meta.get("solution")):
+            cell.outputs = []
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             had_hidden = BEGIN_HIDDEN in cell.source
             cell.source = redact_source(cell.source)

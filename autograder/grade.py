@@ -33,6 +33,7 @@ import nbformat
 
 from autograder.course import Course, read_notebook
 from autograder.preprocessors import EVENT_PREFIX, normalize
+from autograder.sanitize import clean_text, one_line
 from autograder.sandbox import Limits, open_sandbox
 
 JOB_TIMEOUT_S = 3600  # one submission's whole grading, all cells together
@@ -254,6 +255,23 @@ class Autograder:
 
     # -- one submission --------------------------------------------------------------------
     def grade_one(self, result: GradeResult) -> GradeResult:
+        """Grade one submission; whatever goes wrong ends as its own "failed, with reason"."""
+        start = time.monotonic()
+        try:
+            result = self._grade_one(result)
+        except Exception as err:  # noqa: BLE001 - one submission must never stop the class
+            result.status, result.reason = "failed", one_line(f"grading crashed: {type(err).__name__}: {err}")
+            try:
+                _zero_failed(self.course, result)
+            except Exception as zero_err:  # noqa: BLE001
+                result.events.append(one_line(f"could not record its zero: {zero_err}"))
+            shutil.rmtree(self.course.root / "staging" / result.student / result.assignment, ignore_errors=True)
+        result.reason = one_line(result.reason)
+        result.events = [one_line(e) for e in result.events]
+        result.seconds = round(time.monotonic() - start, 2)
+        return result
+
+    def _grade_one(self, result: GradeResult) -> GradeResult:
         start = time.monotonic()
         staging = self.course.root / "staging"
         result.events, readable = _stage(self.course, result, staging)
@@ -288,7 +306,7 @@ class Autograder:
             if job is not None:  # what the caps stopped; leftover processes killed
                 limit_events = self._sandbox.finish(job)
         log = log if isinstance(log, str) else log.decode(errors="replace")
-        log_path.write_text(f"[grading {self.isolation_mode}]\n{log}")
+        log_path.write_text(f"[grading {self.isolation_mode}]\n{clean_text(log)}")
         result.events = list(dict.fromkeys(result.events + _events_from_log(log) + limit_events))
         if rc == 0:
             result.status, result.reason = "graded", ""

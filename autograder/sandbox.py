@@ -711,7 +711,7 @@ class Sandbox:
         for cgroups in self._job_cgroups(job):
             stats = cgroup_stats(cgroups)
             if stats.get("oom_kills"):
-                events.append(f"the kernel was killed at the memory limit ({self.limits.memory_mb} MB)")
+                events.append(f"the student process was killed at the memory limit ({self.limits.memory_mb} MB)")
             if stats.get("fork_refused"):
                 events.append(f"the notebook reached the process limit ({self.limits.processes}): "
                               f"{stats['fork_refused']} process(es) refused")

@@ -45,6 +45,8 @@ OUTPUT_CHARS_PER_CELL = 20_000
 OUTPUT_CHARS_PER_SUBMISSION = 200_000
 STREAM_LOG_BYTES = 64 * 1024  # what is kept of the student process's raw stdout/stderr
 MESSAGE_CHARS = 2_000
+CELL_REPLY_BYTES = 16 * 1024 * 1024   # the largest reply to "run this cell" (its outputs) we read
+GRADER_MEMORY_MB = int(os.environ.get("COURSE_GRADER_MEMORY_MB", "8192"))   # RLIMIT_DATA of a grading process
 HIDDEN_MESSAGE = "a hidden test failed (your instructor sees the details)"
 
 #: library modules whose functions and classes are passed to student code by name (the student
@@ -345,7 +347,7 @@ class Session:
                 self.process.kill()
         raise StudentGone(self.gone)
 
-    def _recv(self):
+    def _recv(self, max_message: int | None = None):
         if self.gone is not None:
             raise StudentGone(self.gone)
         while True:
@@ -361,7 +363,7 @@ class Session:
             if ready:
                 break
         try:
-            return wire.recv(self.sock)
+            return wire.recv(self.sock, max_message)
         except EOFError:
             why = self.process.ended() if self.process is not None else ""
             self._gone(f"the student process ended{': ' + why if why else ''}")
@@ -454,7 +456,7 @@ class Session:
     def exec_cell(self, source: str) -> dict:
         """Run one cell in the student process; returns {"ok", "error", "outputs"} (outputs unchecked)."""
         self._send({"op": "exec", "source": source}, has_value=False)
-        message, _ = self._recv()
+        message, _ = self._recv(CELL_REPLY_BYTES)
         if message.get("op") == "raise":
             error = message.get("error") if isinstance(message.get("error"), dict) else {}
             return {"ok": False, "error": {"ename": "Error", "evalue": str(error.get("message", ""))[:MESSAGE_CHARS]},
@@ -1007,8 +1009,20 @@ def run_job(job: dict) -> dict:
     return asdict(verdict)
 
 
+def cap_memory(megabytes: int = GRADER_MEMORY_MB) -> None:
+    """Cap this grading process's heap (RLIMIT_DATA), so that no submission can exhaust the machine through it."""
+    import resource
+
+    if megabytes > 0:
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = megabytes * 1024 * 1024
+        if hard == resource.RLIM_INFINITY or hard > limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    cap_memory()
     if len(argv) != 2:
         print("usage: python -m autograder.verdict JOB.json RESULT.json", file=sys.stderr)
         return 2

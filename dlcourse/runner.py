@@ -362,7 +362,7 @@ def _digest(value) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     if isinstance(value, np.ndarray):
         h.update(str((value.dtype.str, value.shape)).encode())
-        h.update(np.ascontiguousarray(value).tobytes())
+        h.update((value if value.flags.c_contiguous else value.copy(order="C")).tobytes())
         return h.digest()
     t = value.detach().reshape(-1).contiguous().cpu()
     h.update(str((str(value.dtype), tuple(value.shape))).encode())

@@ -43,7 +43,7 @@ MAGIC = b"DLW1"
 _HEAD = struct.Struct("!4sQ")       # magic, length of the rest
 _JSON_LEN = struct.Struct("!I")
 #: the largest message either side accepts (bytes); COURSE_WIRE_MAX_MB overrides it
-MAX_MESSAGE = int(float(os.environ.get("COURSE_WIRE_MAX_MB", "512")) * 1024 * 1024)
+MAX_MESSAGE = int(float(os.environ.get("COURSE_WIRE_MAX_MB", "256")) * 1024 * 1024)
 MAX_HEADER = 32 * 1024 * 1024      # the JSON part of one message
 MAX_DEPTH = 64                      # nesting of containers
 MAX_ITEMS = 2_000_000               # container items in one message
@@ -106,7 +106,7 @@ class Encoder:
             return {"$": "bytes", "b": self._buffer(bytes(value))}
         if isinstance(value, np.ndarray) and not isinstance(value, np.ma.MaskedArray):
             if value.dtype.str in NUMPY_DTYPES or value.dtype.newbyteorder("=").str in NUMPY_DTYPES:
-                a = np.ascontiguousarray(value)
+                a = value if value.flags.c_contiguous else value.copy(order="C")
                 return {"$": "ndarray", "dtype": a.dtype.str, "shape": list(a.shape), "b": self._buffer(a.tobytes())}
         elif isinstance(value, np.generic) and value.dtype.str in NUMPY_DTYPES:
             return {"$": "npscalar", "dtype": value.dtype.str, "b": self._buffer(value.tobytes())}

@@ -40,7 +40,7 @@ def mutant_student(mutant) -> str:
 
 def new_course(tmp: Path) -> Course:
     course = Course.open(root=tmp, repo=REPO, db_url=f"sqlite:///{tmp / 'gradebook.db'}")
-    release(course)
+    release(course, all_assignments())
     return course
 
 
