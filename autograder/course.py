@@ -180,6 +180,26 @@ class Course:
                 if attempt == 2:
                     raise
 
+    def write_nbgrader_config(self) -> Path:
+        """``<root>/nbgrader_config.py`` for a course root kept apart from the repository, so that
+        nbgrader's own apps started there (the formgrader in ``jupyter lab``) see this course."""
+        path = self.root / "nbgrader_config.py"
+        if self.root == self.repo:
+            return path
+        url = self._url_and_password()[0]
+        path.write_text(
+            '"""Written by `python -m autograder`: this course root, with the repository\'s configuration."""\n'
+            "c = get_config()  # noqa: F821\n"
+            f"load_subconfig({str(self.repo / 'nbgrader_config.py')!r})  # noqa: F821\n"
+            f"c.CourseDirectory.root = {str(self.root)!r}\n"
+            f"c.CourseDirectory.source_directory = {str(self.source_dir)!r}\n"
+            f"c.CourseDirectory.release_directory = {str(self.release_dir)!r}\n"
+            f"c.CourseDirectory.submitted_directory = {str(self.root / 'submitted')!r}\n"
+            f"c.CourseDirectory.autograded_directory = {str(self.root / 'autograded')!r}\n"
+            f"c.CourseDirectory.feedback_directory = {str(self.root / 'feedback')!r}\n"
+            f"c.CourseDirectory.db_url = {url!r}\n")
+        return path
+
     # -- nbgrader ----------------------------------------------------------------------
     def nbgrader_args(self, submitted_dir: Path | None = None) -> list[str]:
         return [

@@ -32,6 +32,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import Course, read_notebook
+from autograder.pool import Worker, WorkerGone
 from autograder.preprocessors import EVENT_PREFIX, normalize
 from autograder.sanitize import clean_text, one_line
 from autograder.sandbox import Limits, open_sandbox
@@ -43,16 +44,25 @@ JOB_TIMEOUT_S = 3600  # one submission's whole grading, all cells together
 class GradeResult:
     student: str
     assignment: str
-    status: str = "pending"          # graded | failed | skipped
+    status: str = "pending"          # graded | failed | skipped | refused (the solution fails here)
     reason: str = ""                 # why it failed, in one line
     events: list[str] = field(default_factory=list)  # tampering restored, cells timed out, ...
     seconds: float = 0.0
+    seconds_graded: float = 0.0      # of which grading the notebooks (trusted grader and student process)
     content_hash: str = ""
     isolated: bool | None = None     # whether its kernel ran in the sandbox
 
     @property
     def key(self) -> str:
         return f"{self.assignment}/{self.student}"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a Slurm or Kubernetes allocation), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def submission_hash(folder: Path) -> str:
@@ -171,7 +181,7 @@ class Autograder:
 
     def __init__(self, course: Course, workers: int = 1, cell_timeout: int | None = None,
                  job_timeout: int = JOB_TIMEOUT_S, force: bool = False, show_progress: bool = True,
-                 isolation: bool | None = None, limits: Limits | None = None):
+                 isolation: bool | None = None, limits: Limits | None = None, budgets: bool = True):
         """``isolation``: True requires the sandbox, False turns it off, None (default) uses it
         when available (root on Linux) unless ``COURSE_ISOLATION=0``; ``limits`` defaults to
         ``Limits.from_env()`` (``COURSE_SANDBOX_MEMORY_MB``, ``_PROCESSES``, ``_FILE_MB``)."""
@@ -189,6 +199,11 @@ class Autograder:
         self.isolation_mode = ""   # what the last run used, in words (for the summary and logs)
         self.sandbox_dir: Path | None = None   # the last run's sandbox folder (removed after the run)
         self._sandbox = None
+        self._local = threading.local()        # each grading thread's warm worker
+        self._all_workers: list[Worker] = []
+        self._trusted_cache: dict[str, bool] = {}
+        self.budgets = budgets                 # measure each assignment's solution for its time budgets
+        self._budget_file: Path | None = None
 
     # -- isolation -------------------------------------------------------------------------
     def _isolation_wanted(self) -> bool | None:
@@ -245,13 +260,81 @@ class Autograder:
                 tmp.replace(self.state_file)  # atomic: an interrupted run never leaves half a file
 
     def _env(self) -> dict:
-        threads = str(max(1, (os.cpu_count() or 1) // self.workers))
+        threads = str(max(1, usable_cpus() // self.workers))
         # Each of the N kernels may use 1/N of the (one) GPU's memory: dlcourse.training_device() applies it.
         gpu_share = f"{0.95 / self.workers:.3f}"
         return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                 "COURSE_GPU_SHARE": gpu_share, "TQDM_DISABLE": "1",
                 "OMP_WAIT_POLICY": "PASSIVE",   # idle OpenMP threads sleep instead of spinning on shared cores
                 "MPLBACKEND": "Agg"}
+
+    # -- budgets -----------------------------------------------------------------------------
+    def _measure_budgets(self, todo: list, results: list) -> list:
+        """Measure each assignment's solution (once per source and machine); an assignment whose
+        solution fails here is not graded: its submissions are reported as refused, with the reason."""
+        if not self.budgets:
+            return todo
+        from autograder import budgets
+
+        keep, refused = [], {}
+        for assignment in dict.fromkeys(r.assignment for r in todo):
+            if not self._trusted(assignment):
+                continue
+            try:
+                self._budget_file = budgets.budgets_for(
+                    self.course, assignment, self._env(), self._sandbox.spec() if self._sandbox else None,
+                    self.cell_timeout or 600, self.job_timeout,
+                    log=print if self.show_progress else (lambda *a: None))
+            except budgets.ReferenceFails as err:
+                refused[assignment] = str(err)
+        for r in todo:
+            if r.assignment in refused:
+                r.status, r.reason = "refused", refused[r.assignment]
+                results.append(r)
+            else:
+                keep.append(r)
+        return keep
+
+    # -- warm workers ----------------------------------------------------------------------
+    def _trusted(self, assignment: str) -> bool:
+        """Whether the assignment's tests run in the trusted grader (all but those not yet moved)."""
+        if assignment not in self._trusted_cache:
+            notebooks = self.course.source_notebooks(assignment)
+            self._trusted_cache[assignment] = bool(notebooks) and all(
+                read_notebook(nb).metadata.get("dlcourse", {}).get("tests") == "trusted" for nb in notebooks)
+        return self._trusted_cache[assignment]
+
+    def _worker(self) -> Worker:
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            env = {**os.environ, "PYTHONWARNINGS": "ignore", **self._env()}
+            password = self.course._url_and_password()[1]
+            if password is not None:
+                env["PGPASSWORD"] = password
+            worker = Worker(self.course.repo, env, self.log_dir / f"worker-{threading.get_ident()}.log")
+            self._local.worker = worker
+            with self._lock:
+                self._all_workers.append(worker)
+        return worker
+
+    def _in_worker(self, result: "GradeResult", args: list[str], env: dict) -> tuple[str, int]:
+        """Grade in this thread's warm worker: nbgrader's Autograde in-process, the same pipeline."""
+        job = {"repo": str(self.course.repo), "assignment": result.assignment, "student": result.student,
+               "args": args[1:] + self.course.nbgrader_args(self.course.root / "staging"), "env": env}
+        try:
+            reply = self._worker().run(job, timeout=self.job_timeout + 120)
+        except WorkerGone as err:
+            return f"[ERROR] {err}", -signal.SIGKILL
+        for v in reply.get("verdicts", []):
+            result.seconds_graded = round(result.seconds_graded + float(v.get("wall_seconds") or 0), 3)
+        log = reply.get("log", "") + ("\n" + reply["error"] if reply.get("error") else "")
+        return log, 0 if reply.get("ok") else 1
+
+    def _close_workers(self) -> None:
+        for worker in self._all_workers:
+            worker.close()
+        self._all_workers.clear()
+        self._local = threading.local()
 
     # -- one submission --------------------------------------------------------------------
     def grade_one(self, result: GradeResult) -> GradeResult:
@@ -288,17 +371,23 @@ class Autograder:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env, job, limit_events = self._env(), None, []
         result.isolated = self._sandbox is not None
+        if self._budget_file is not None:
+            env["COURSE_BUDGETS"] = str(self._budget_file)
         if self._sandbox is not None:
-            job, sandbox_env, sandbox_args = self._sandbox.job()
-            env.update(sandbox_env, COURSE_SANDBOX_SPEC=self._sandbox.spec())
-            args += sandbox_args
+            env["COURSE_SANDBOX_SPEC"] = self._sandbox.spec()
+            if not self._trusted(result.assignment):   # tests still in the kernel: a sandboxed kernel
+                job, sandbox_env, sandbox_args = self._sandbox.job()
+                env.update(sandbox_env)
+                args += sandbox_args
         else:
             env["COURSE_ISOLATION"] = "0"   # this run decided already (and warned) when it opened no sandbox
         try:
-            proc = self.course.nbgrader("autograde", *args, env=env, timeout=self.job_timeout,
-                                        submitted_dir=staging)
-            log = proc.stdout + proc.stderr
-            rc = proc.returncode
+            if self._trusted(result.assignment):
+                log, rc = self._in_worker(result, args, env)
+            else:
+                proc = self.course.nbgrader("autograde", *args, env=env, timeout=self.job_timeout,
+                                            submitted_dir=staging)
+                log, rc = proc.stdout + proc.stderr, proc.returncode
         except subprocess.TimeoutExpired as err:
             log = f"{err.stdout or ''}{err.stderr or ''}\nwhole-submission time limit of {self.job_timeout}s reached"
             rc = -signal.SIGKILL
@@ -343,6 +432,7 @@ class Autograder:
         if not todo:
             return sorted(results, key=lambda r: (r.assignment, r.student))
         self._open_sandbox()
+        todo = self._measure_budgets(todo, results)
         bar = tqdm(total=len(todo), desc="autograde", unit="sub", disable=not self.show_progress,
                    dynamic_ncols=True)
         if self.show_progress:
@@ -380,6 +470,7 @@ class Autograder:
                 raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self._close_workers()
             bar.close()
             if self._sandbox is not None:
                 self._sandbox.close()

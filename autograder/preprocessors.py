@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Float, Integer
+from traitlets import Integer
 
 from autograder import sanitize
 
@@ -140,7 +141,11 @@ def normalize(nb, source, release) -> list[str]:
     nb["metadata"] = nbformat.from_dict({k: json.loads(json.dumps(source.metadata[k]))
                                          for k in ("kernelspec", "language_info") if k in source.metadata})
     del meta
+    ids: set = set()
     for cell in nb.cells:
+        if "id" in cell and (not isinstance(cell["id"], str) or cell["id"] in ids):
+            cell["id"] = secrets.token_hex(4)          # nbformat requires unique cell ids
+        ids.add(cell.get("id"))
         for key in list(cell.keys()):
             if key not in ("cell_type", "source", "metadata", "outputs", "execution_count", "id", "attachments"):
                 del cell[key]
@@ -166,10 +171,8 @@ class NormalizeSubmission(NbGraderPreprocessor):
 class TrustedExecute(NbGraderPreprocessor):
     """Grades the notebook with the tests in a trusted process (see ``autograder.verdict``)."""
 
-    timeout = Integer(600, help="seconds one cell may run").tag(config=True)
-    job_timeout = Integer(3600, help="seconds one notebook may take, all cells together").tag(config=True)
-    budget_factor = Float(3.0, help="a cell's limit is this many times the solution's time, plus budget_slack").tag(config=True)
-    budget_slack = Float(30.0).tag(config=True)
+    timeout = Integer(600, help="the most seconds one cell may run (budgets from the solution are lower)").tag(config=True)
+    job_timeout = Integer(3600, help="the most seconds one notebook may take, all cells together").tag(config=True)
 
     def preprocess(self, nb, resources):
         from autograder.verdict import Cell, bound_names
@@ -201,9 +204,14 @@ class TrustedExecute(NbGraderPreprocessor):
         with tempfile.TemporaryDirectory(prefix="course-work-") as tmp:
             work = Path(tmp) / resources["nbgrader"]["assignment"]
             _copy_submission(submitted, release_dir, work)
+            from autograder import budgets
+
+            cell_limits, notebook_limit = budgets.limits(os.environ.get("COURSE_BUDGETS"),
+                                                         resources["nbgrader"]["assignment"],
+                                                         resources["nbgrader"]["notebook"])
             job = {"cells": [c.__dict__ for c in cells], "answer_names": answer_names, "workdir": str(work),
-                   "cell_timeout": self.timeout, "job_timeout": self.job_timeout,
-                   "budgets": _budgets(resources, self.budget_factor, self.budget_slack),
+                   "cell_timeout": self.timeout, "job_timeout": min(self.job_timeout, notebook_limit or self.job_timeout),
+                   "budgets": cell_limits,
                    "sandbox": os.environ.get("COURSE_SANDBOX_SPEC") or None,
                    "isolation": os.environ.get("COURSE_ISOLATION", ""), "hide": _hidden_paths(self)}
             verdict = (RUN_JOB or run_job_in_subprocess)(job)
@@ -253,19 +261,6 @@ def _hidden_paths(pp) -> list[str]:
     if url.startswith("sqlite:///"):
         paths.add(os.path.dirname(os.path.abspath(url[len("sqlite:///"):].split("?", 1)[0])))
     return sorted(str(Path(p).resolve()) for p in paths if p)
-
-
-def _budgets(resources, factor: float, slack: float) -> dict:
-    """Per-cell limits from the solution's measured times (reports/budgets.json), when measured."""
-    path = os.environ.get("COURSE_BUDGETS")
-    if not path or not Path(path).is_file():
-        return {}
-    try:
-        data = json.loads(Path(path).read_text())
-        times = data[resources["nbgrader"]["assignment"]][resources["nbgrader"]["notebook"]]
-        return {gid: factor * float(t) + slack for gid, t in times.items()}
-    except (ValueError, KeyError, TypeError):
-        return {}
 
 
 def _copy_submission(submitted: Path, release_dir: Path, dest: Path) -> None:

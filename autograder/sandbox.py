@@ -810,12 +810,18 @@ class BwrapSandbox:
         home = "/tmp/.home"
         args = [self.bwrap, "--die-with-parent", "--unshare-all", "--new-session", "--cap-drop", "ALL",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in sorted(set(self.hide)):
-            if os.path.isdir(path) and path not in SYSTEM_DIRS:
-                args += ["--tmpfs", path, "--remount-ro", path]
-        for path in sorted(set(self.expose) | ({self.data_dir} if self.data_dir else set())):
-            if os.path.isdir(path) and any(_under(path, h) for h in self.hide):
+        hide = [p for p in sorted(set(self.hide)) if os.path.isdir(p) and p not in SYSTEM_DIRS
+                and not _under(p, "/tmp")]
+        hide = [p for p in hide if not any(q != p and _under(p, q) for q in hide)]   # nested ones go with it
+        for path in hide:
+            args += ["--tmpfs", path]
+        exposed = sorted(set(self.expose) | ({self.data_dir} if self.data_dir else set()))
+        exposed = [p for p in exposed if not any(q != p and _under(p, q) for q in exposed)]
+        for path in exposed:
+            if os.path.isdir(path) and any(_under(path, h) for h in hide):
                 args += ["--ro-bind", path, path]
+        for path in hide:
+            args += ["--remount-ro", path]
         size = str(lim.memory_mb * MIB)
         args += ["--size", size, "--tmpfs", "/tmp", "--size", str(64 * MIB), "--tmpfs", "/var/tmp",
                  "--size", size, "--tmpfs", "/dev/shm", "--bind", str(workdir), inside, "--dir", home,

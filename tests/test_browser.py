@@ -105,7 +105,7 @@ class JupyterLab:
         return settings
 
     def start(self) -> None:
-        self.root.mkdir()
+        self.root.mkdir(exist_ok=True)
         settings = self.write_settings()
         env = {**os.environ,
                "JUPYTER_CONFIG_DIR": str(self.folder / "config"),    # no personal ~/.jupyter config
