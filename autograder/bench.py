@@ -38,6 +38,11 @@ result, the gradebook's score of each equals the uninterrupted ``--workers 2`` r
 process of the course outlived the interrupted command. Without a ``class`` part in the same
 invocation, the reference is ``<out>/class-w2`` when it graded the same class, else it is graded now.
 
+``plain``: side by side with plain ``nbgrader autograde`` (its own default pipeline and config, in
+a course folder of its own) on the same submissions: every assignment's blank release (CPU per
+submission, and our overhead over the notebook's own cost) and one perfect student over the whole
+course (wall time; goal: 90 s on 2 cores). See ``plain_bench``.
+
 ``exp2``: experiment 2 (ResNet20 on CIFAR-10), with the solution's own ``train``/``evaluate``:
 seconds per epoch and images per second on the device at hand. On a CPU, one epoch of a few
 hundred generated images (and the 50,000-image epoch extrapolated from it); on a GPU, the full
@@ -264,8 +269,9 @@ def _recorded(state_file: Path) -> dict:
 
 
 def _course_cmdlines(root: Path) -> dict[int, list[str]]:
-    """pid -> arguments of the processes working in this course root (nbgrader is given
-    ``--CourseDirectory.root=ROOT``; the CLI itself is not). Linux only: empty elsewhere."""
+    """pid -> arguments of the grading processes working in this course root: nbgrader given
+    ``--CourseDirectory.root=ROOT``, or a warm worker given ``--course ROOT`` (and its forks; the CLI
+    itself is not counted). Linux only: empty elsewhere."""
     marker = f"--CourseDirectory.root={root}"
     found = {}
     for entry in Path("/proc").glob("[0-9]*"):
@@ -273,7 +279,9 @@ def _course_cmdlines(root: Path) -> dict[int, list[str]]:
             args = entry.joinpath("cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if marker in args:
+        worker = "autograder.worker" in args and "--course" in args and \
+            args[args.index("--course") + 1:args.index("--course") + 2] == [str(root)]
+        if marker in args or worker:
             found[int(entry.name)] = args
     return found
 
@@ -283,8 +291,10 @@ def course_processes(root: Path) -> list[int]:
 
 
 def grading_now(root: Path) -> set[str]:
-    """``assignment/student`` of each ``nbgrader autograde`` running in this course root."""
-    now = set()
+    """``assignment/student`` of each submission being graded in this course root: its staging copy
+    exists exactly while it is graded (or an ``nbgrader autograde`` process names it)."""
+    now = {f"{a.name}/{s.name}" for s in (root / "staging").glob("*") if s.is_dir() for a in s.iterdir() if a.is_dir()} \
+        if (root / "staging").is_dir() else set()
     for args in _course_cmdlines(root).values():
         if "autograde" in args and "--student" in args:
             i, j = args.index("autograde"), args.index("--student")
@@ -528,7 +538,115 @@ def _reference(out: Path, repo: Path, chosen: list, cell_timeout: int) -> tuple[
     return gradebook_scores(course, chosen), row["wall_s"]
 
 
-PARTS = ("class", "resume", "exp2")
+# -- side by side with plain nbgrader ---------------------------------------------------------------
+PLAIN_CONFIG = """c = get_config()  # noqa: F821  (plain nbgrader: its own default pipeline, no course package)
+c.CourseDirectory.root = {root!r}
+c.CourseDirectory.source_directory = {source!r}
+c.CourseDirectory.course_id = "dl-course"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "mutants.py"]
+c.Execute.timeout = {timeout}
+c.Autograde.create_student = True
+"""
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plain_nbgrader(root: Path, repo: Path, submissions: dict[str, list[str]], cell_timeout: int,
+                   template: Path) -> dict:
+    """Plain nbgrader on ``submissions`` (assignment -> students): its own config, its own pipeline,
+    ``nbgrader autograde ASSIGNMENT`` once per assignment (all students in one process), as an
+    instructor would run it. Returns wall and CPU seconds (every process it started included)."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text(PLAIN_CONFIG.format(root=str(root), source=str(repo / "solutions"),
+                                                                 timeout=cell_timeout))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_DB")}
+    env["PYTHONWARNINGS"] = "ignore"
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    for a in submissions:
+        subprocess.run([*nbgrader, "generate_assignment", a, "--force"], cwd=root, env=env, capture_output=True)
+    for a, students in submissions.items():
+        for st in students:
+            shutil.copytree(template / "submitted" / st / a, root / "submitted" / st / a)
+    cpu0, t0 = _children_cpu(), time.monotonic()
+    for a in submissions:
+        subprocess.run([*nbgrader, "autograde", a, "--force"], cwd=root, env=env, capture_output=True)
+    return {"wall_s": round(time.monotonic() - t0, 1), "cpu_s": round(_children_cpu() - cpu0, 1)}
+
+
+def ours(course: Course, workers: int, cell_timeout: int) -> dict:
+    """This course's grader on the same submissions: wall and CPU seconds (its processes included)."""
+    cpu0, t0 = _children_cpu(), time.monotonic()
+    # the budgets' one-off measurement of each solution is timed apart (plain nbgrader has no budgets)
+    grader = Autograder(course, workers=workers, cell_timeout=cell_timeout, force=True, show_progress=False,
+                        budgets=False)
+    results = grader.run()
+    return {"wall_s": round(time.monotonic() - t0, 1), "cpu_s": round(_children_cpu() - cpu0, 1),
+            "failed": sum(r.status == "failed" for r in results), "isolation": grader.isolation_mode}
+
+
+def notebook_cpu(path: Path) -> float:
+    """CPU seconds to run a notebook's code cells once in a plain Python process (the notebook's own cost)."""
+    script = ("import sys, nbformat\n"
+              "from IPython.core.interactiveshell import InteractiveShell\n"
+              "InteractiveShell.enable_gui = lambda self, gui=None: None\n"
+              "sh = InteractiveShell.instance()\n"
+              "for c in nbformat.read(sys.argv[1], as_version=4).cells:\n"
+              "    if c.cell_type == 'code': sh.run_cell(c.source, silent=True)\n")
+    cpu0 = _children_cpu()
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-c", script, str(path)], cwd=tmp, capture_output=True,
+                       env={**os.environ, "NBGRADER_EXECUTION": "autograde", "MPLBACKEND": "Agg"})
+    return round(_children_cpu() - cpu0, 2)
+
+
+def plain_bench(out: Path, repo: Path, assignments: list[str], cell_timeout: int, workers: int = 2) -> dict:
+    """Three comparisons with plain nbgrader, on the same submissions:
+
+    * **blank** — the blank release of every assignment, graded one at a time (``--workers 1``):
+      CPU per submission, ours and plain nbgrader's, and our overhead: our CPU minus the notebook's
+      own (its cells run once in a plain process);
+    * **course** — one perfect student over every assignment, ``--workers {workers}`` (goal: at most
+      90 s on 2 cores); plain nbgrader grades them one after another (it has no parallelism).
+    """
+    results = {}
+    for label, students in (("blank", ["blank"]), ("course", ["perfect"])):
+        template, chosen = prepare_class(out, repo, assignments, len(assignments) * len(CLASS_ORDER))
+        subset = {a: [s for s, b in chosen if b == a and s in students] for a in assignments}
+        course = fresh_copy(template, out / f"plain-ours-{label}", repo)
+        for st in [p for p in course.submitted().iterdir() if p.name not in students]:
+            shutil.rmtree(st)
+        _say(f"plain: {label}: ours ({_load_text(loadavg())})")
+        w = 1 if label == "blank" else workers
+        mine = ours(course, w, cell_timeout)
+        _say(f"plain: {label}: ours {mine['wall_s']} s wall, {mine['cpu_s']} s CPU; plain nbgrader ({_load_text(loadavg())})")
+        theirs = plain_nbgrader(out / f"plain-nbgrader-{label}", repo, subset, cell_timeout, template)
+        _say(f"plain: {label}: plain nbgrader {theirs['wall_s']} s wall, {theirs['cpu_s']} s CPU")
+        row = {"ours": mine, "plain_nbgrader": theirs, "workers": w, "submissions": sum(map(len, subset.values()))}
+        if label == "blank":
+            own = {a: notebook_cpu(repo / "assignments" / a / f"{a}.ipynb") for a in assignments}
+            n = row["submissions"]
+            row["notebook_own_cpu_s"] = own
+            row["ours_cpu_s_per_submission"] = round(mine["cpu_s"] / n, 2)
+            row["plain_cpu_s_per_submission"] = round(theirs["cpu_s"] / n, 2)
+            row["overhead_cpu_s_per_submission"] = round((mine["cpu_s"] - sum(own.values())) / n, 2)
+            row["overhead_goal_s"] = 2.0
+            _say(f"plain: blank: {row['ours_cpu_s_per_submission']} s CPU per submission (plain nbgrader "
+                 f"{row['plain_cpu_s_per_submission']}), of which the notebook's own {sum(own.values()) / n:.2f}: "
+                 f"overhead {row['overhead_cpu_s_per_submission']} s (goal <= 2)")
+        else:
+            row["goal_s"] = 90.0
+        results[label] = row
+    return results
+
+
+PARTS = ("class", "resume", "exp2", "plain")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -537,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(PARTS), metavar="PARTS",
-                        help="comma-separated parts to run, of class, resume, exp2 (default: all); "
+                        help="comma-separated parts to run, of class, resume, exp2, plain (default: all); "
                              "figures are merged into bench.json")
     parser.add_argument("--submissions", type=int, default=40, help="class size (default 40)")
     parser.add_argument("--assignments", help="comma-separated assignments (default: every released one)")
@@ -590,6 +708,11 @@ def main(argv: list[str] | None = None) -> int:
             figures["resume"] = resume_bench(out, repo, template, chosen, args.cell_timeout, interrupt_after,
                                              args.grace, reference, full_s)
             save()
+    if "plain" in parts:
+        known = Course.open(root=repo, repo=repo).assignments()
+        chosen_a = [a for a in args.assignments.split(",") if a] if args.assignments else known
+        figures["plain"] = plain_bench(out, repo, [a for a in known if a in chosen_a], args.cell_timeout)
+        save()
     if "exp2" in parts:
         _say(f"exp2: timing ResNet20 training ({_load_text(loadavg())})")
         figures["exp2"] = exp2_resnet20()

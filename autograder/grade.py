@@ -311,7 +311,7 @@ class Autograder:
             password = self.course._url_and_password()[1]
             if password is not None:
                 env["PGPASSWORD"] = password
-            worker = Worker(self.course.repo, env, self.log_dir / f"worker-{threading.get_ident()}.log")
+            worker = Worker(self.course.repo, env, self.log_dir / f"worker-{threading.get_ident()}.log", self.course.root)
             self._local.worker = worker
             with self._lock:
                 self._all_workers.append(worker)

@@ -23,8 +23,8 @@ class WorkerGone(RuntimeError):
 
 
 class Worker:
-    def __init__(self, repo: Path, env: dict, log_path: Path):
-        self.repo, self.env, self.log_path = repo, env, log_path
+    def __init__(self, repo: Path, env: dict, log_path: Path, course_root: Path | None = None):
+        self.repo, self.env, self.log_path, self.course_root = repo, env, log_path, course_root
         self.proc: subprocess.Popen | None = None
         self.results = None
 
@@ -33,7 +33,10 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "autograder.worker", "--results", str(write_fd)],
+            command = [sys.executable, "-m", "autograder.worker", "--results", str(write_fd)]
+            if self.course_root is not None:
+                command += ["--course", str(self.course_root)]
+            self.proc = subprocess.Popen(command,
                                          cwd=self.repo, env=self.env, stdin=subprocess.PIPE, stdout=log,
                                          stderr=log, pass_fds=(write_fd,), start_new_session=True)
         finally:

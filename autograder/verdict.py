@@ -520,19 +520,21 @@ def _library_name(obj):
 
     if isinstance(obj, np.ufunc):
         module, qual = "numpy", obj.__name__
-    if not isinstance(module, str) or not isinstance(qual, str) or "<" in qual:
+    if not isinstance(qual, str) or "<" in qual:
         return None
-    if not (module.split(".")[0] in {p.split(".")[0] for p in LIBRARY_PREFIXES}):
-        return None
-    mod = sys.modules.get(module)
-    target = mod
-    for part in qual.split("."):
-        target = getattr(target, part, None)
-    if target is obj:
-        return module, qual
-    for alias in ("torch", "torch.nn.functional", "numpy", "math"):   # e.g. torch.sigmoid's __module__ is None
-        if getattr(sys.modules.get(alias), qual, None) is obj:
-            return alias, qual
+    if isinstance(module, str) and module.split(".")[0] in {p.split(".")[0] for p in LIBRARY_PREFIXES}:
+        target = sys.modules.get(module)
+        for part in qual.split("."):
+            target = getattr(target, part, None)
+        if target is obj:
+            return module, qual
+    short = qual.rsplit(".", 1)[-1]   # torch.relu's __qualname__ is "_VariableFunctionsClass.relu"
+    for alias in ("torch", "torch.nn.functional", "torch.special", "torch.linalg", "numpy", "math"):
+        if getattr(sys.modules.get(alias), short, None) is obj:
+            return alias, short
+    torch = sys.modules.get("torch")
+    if torch is not None and getattr(torch.Tensor, short, None) is obj:
+        return "torch", f"Tensor.{short}"
     return None
 
 

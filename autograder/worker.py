@@ -117,6 +117,7 @@ def grade(job: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=int, required=True, help="file descriptor for the result lines")
+    p.add_argument("--course", help="the course root it grades for (names the process in `ps`)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the CLI decides when a worker stops
     from autograder import preprocessors, verdict

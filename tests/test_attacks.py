@@ -460,7 +460,8 @@ RUNS = """() => {
 }"""
 
 
-def _check_page(page, url: str, wait_text: str, shot: str):
+def _page_state(page, url: str, wait_text: str, shot: str) -> dict:
+    """Open ``url``, wait for ``wait_text``, give scripts time to run; what could run, and whether anything did."""
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(url, wait_until="load")
@@ -470,28 +471,36 @@ def _check_page(page, url: str, wait_text: str, shot: str):
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / shot), full_page=True)
-    state = page.evaluate(RUNS)
-    assert "pwned" not in state["title"] and not dialogs, (state, dialogs)
-    assert not [b for b in state["bad"] if not b.startswith(("BODY on", "HTML on"))], state["bad"]
+    return {**page.evaluate(RUNS), "dialogs": dialogs}
+
+
+def _check_page(browser, url: str, honest_url: str, wait_text: str, honest_text: str, shot: str):
+    """The attacker's page ran nothing, and holds no handler or frame the honest student's page lacks."""
+    page, honest = browser.new_page(), browser.new_page()
+    try:
+        state = _page_state(page, url, wait_text, shot)
+        baseline = _page_state(honest, honest_url, honest_text, "honest_" + shot)
+    finally:
+        page.close(), honest.close()
+    assert "pwned" not in state["title"] and not state["dialogs"], state
+    from collections import Counter
+
+    extra = Counter(state["bad"]) - Counter(baseline["bad"])
+    assert not extra, dict(extra)
 
 
 def test_formgrader_page_runs_no_student_script(attack_class, formgrader, playwright_chromium):
     """The instructor's formgrader view of the HTML/JS/SVG/markdown attacker runs none of its payloads."""
     course, _, _ = attack_class
-    page = playwright_chromium.new_page()
-    try:
-        url = f"{formgrader.url}/formgrader/submissions/{_submission_id(course, 'html')}/?token={formgrader.token}"
-        _check_page(page, url, "plain answer text", "formgrader_html_attacker.png")
-    finally:
-        page.close()
+    url = lambda student: (f"{formgrader.url}/formgrader/submissions/{_submission_id(course, student)}/"  # noqa: E731
+                           f"?token={formgrader.token}")
+    _check_page(playwright_chromium, url("html"), url("twin"), "plain answer text", "Training loss",
+                "formgrader_html_attacker.png")
 
 
 def test_feedback_page_runs_no_student_script(attack_class, playwright_chromium):
     """The HTML/JS/SVG/markdown attacker's feedback file, opened in the browser, runs none of its payloads."""
     course, _, _ = attack_class
-    path = next(course.feedback_dir("html", ASSIGNMENT).glob("*.html"))
-    page = playwright_chromium.new_page()
-    try:
-        _check_page(page, path.as_uri(), "plain answer text", "feedback_html_attacker.png")
-    finally:
-        page.close()
+    path = lambda student: next(course.feedback_dir(student, ASSIGNMENT).glob("*.html")).as_uri()  # noqa: E731
+    _check_page(playwright_chromium, path("html"), path("twin"), "plain answer text", "Backpropagation",
+                "feedback_html_attacker.png")

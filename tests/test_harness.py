@@ -134,3 +134,15 @@ def test_tests_have_points_and_docstrings(assignment):
         first = c.source.lstrip().splitlines()[0]
         assert first.startswith('"""') and first.endswith('"""') and len(first) > 10, \
             f"{gid} should open with a one-line docstring"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_tests_run_in_the_trusted_grader(assignment):
+    """The assignment's tests run outside the student's process, and read only names the grader defines."""
+    from autograder.verdict import untrusted_names
+
+    nb = read(next((REPO / "solutions" / assignment).glob("*.ipynb")))
+    assert nb.metadata.get("dlcourse", {}).get("tests") == "trusted", \
+        f"{assignment} is not graded by the trusted grader (metadata.dlcourse.tests)"
+    problems = untrusted_names(nb)
+    assert not problems, "\n".join(problems)

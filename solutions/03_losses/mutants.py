@@ -229,4 +229,21 @@ def kl_div(log_q, p, reduction="batchmean"):
         return loss.sum() / log_q.shape[0]
     return reduce_loss(loss, reduction)
 ''', "cross-entropy H(p, q) instead of KL: forgets the p log p term"),
+    # torch's own losses, which the tests switch off while your code runs
+    Mutant("mse_builtin", "mse_loss", '''
+def mse_loss(pred, target, reduction="mean"):
+    return F.mse_loss(pred, target, reduction=reduction)
+''', "calls F.mse_loss instead of writing the formula"),
+    Mutant("bcewl_builtin_softplus", "bce_with_logits", '''
+def bce_with_logits(logits, target, reduction="mean"):
+    return reduce_loss((1 - target) * logits + F.softplus(-logits), reduction)
+''', "right formula, but the stable part comes from F.softplus"),
+    Mutant("log_softmax_builtin", "log_softmax", '''
+def log_softmax(logits, dim=-1):
+    return torch.log_softmax(logits, dim=dim)
+''', "calls torch.log_softmax instead of writing the log-sum-exp"),
+    Mutant("ce_builtin", "cross_entropy", '''
+def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
+    return F.cross_entropy(logits, target, reduction=reduction, label_smoothing=label_smoothing)
+''', "calls F.cross_entropy instead of building it from log_softmax"),
 ]
