@@ -228,6 +228,23 @@ class RemoteClassMeta(type):
     def __repr__(cls):
         return f"<class {cls.__name__} in the student's notebook>"
 
+    def _remote_name(cls) -> str | None:
+        mro = cls._remote_handle._info.get("mro") or []
+        return mro[0] if mro else None
+
+    def __instancecheck__(cls, obj):
+        """isinstance(handle, StudentClass): from the type the student process reported for the handle."""
+        name = cls._remote_name()
+        if isinstance(obj, RemoteObject) and name is not None:
+            return name in (obj._info.get("mro") or [])
+        return type.__instancecheck__(cls, obj)
+
+    def __subclasscheck__(cls, other):
+        name = cls._remote_name()
+        if isinstance(other, RemoteClassMeta) and name is not None:
+            return name in (other._remote_handle._info.get("mro") or [])
+        return type.__subclasscheck__(cls, other)
+
 
 # -- talking to the student process ------------------------------------------------------------------
 class Session:
@@ -735,8 +752,11 @@ def untrusted_names(nb) -> list[str]:
         kinds.append((kind, cell))
     answer = {n for kind, c in kinds if kind == "answer" for n in bound_names(c.source)}
     trusted = set(dir(builtins)) | GRADER_NAMES | answer
-    problems = []
+    problems, last_free = [], set()     # names whose latest definition, in notebook order, is a free cell's
     for kind, cell in kinds:
+        if kind == "free":
+            last_free |= set(bound_names(cell.source))
+            continue
         if kind not in ("locked", "test"):
             continue
         try:
@@ -748,7 +768,12 @@ def untrusted_names(nb) -> list[str]:
         if missing:
             problems.append(f"{cell.metadata.nbgrader.get('grade_id')} reads {', '.join(missing)}, which only a "
                             "free cell defines: the grader never runs free cells (define it in a locked cell)")
+        shadowed = sorted((used - bound) & last_free & trusted - answer)
+        if shadowed:
+            problems.append(f"{cell.metadata.nbgrader.get('grade_id')} reads {', '.join(shadowed)}, which a free cell "
+                            "redefined since: the grader sees the earlier value (use student.NAME for the student's)")
         trusted |= set(bound_names(cell.source))
+        last_free -= set(bound_names(cell.source))
     return problems
 
 

@@ -229,3 +229,24 @@ def test_patching_the_student_process_changes_no_verdict(tmp_path, payload):
     """Hooks, class patches, code swaps, tracing and threads in the student process cannot turn a failure into a pass."""
     v = grade(tmp_path, payload + "\ndef f(x):\n    return x\n", {"t": "check_close(f(np.zeros(2)), [1.0, 1.0])"})
     assert passed(v) == {"t": False}
+
+
+def test_isinstance_against_student_classes(tmp_path):
+    """isinstance and issubclass with a class the student defined answer from the student's types."""
+    v = grade(tmp_path, """
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(2, 2)
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a, self.b = Block(), Block()
+
+        class Wide(Block):
+            pass
+    """, {"modules": "assert sum(isinstance(m, Block) for m in Net().modules()) == 2",
+          "direct": "assert isinstance(Block(), Block) and not isinstance(Net(), Block)",
+          "subclass": "assert issubclass(Wide, Block) and not issubclass(Block, Wide)"})
+    assert passed(v) == {"modules": True, "direct": True, "subclass": True}, v.tests
