@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="release, grade a demo class of good and broken submissions, report")
     d.add_argument("--workers", type=int, default=2)
-    d.add_argument("--cell-timeout", type=int, default=20)
+    d.add_argument("--cell-timeout", type=int, help="cap on any cell's seconds (default: the budgets measured "
+                   "on each solution, at most 600 s)")
     d.add_argument("--no-isolation", action="store_true", help="grade the demo class unsandboxed")
     return p
 

@@ -66,7 +66,7 @@ def build_class(course: Course, inbox: Path) -> list[str]:
     return sorted(students)
 
 
-def run_demo(repo: Path, root: Path, workers: int = 2, cell_timeout: int = 20) -> int:
+def run_demo(repo: Path, root: Path, workers: int = 2, cell_timeout: int | None = None) -> int:
     t0 = time.monotonic()
     print("1/5 release: generating assignments/ from solutions/")
     release(Course.open(repo=repo))
@@ -79,7 +79,8 @@ def run_demo(repo: Path, root: Path, workers: int = 2, cell_timeout: int = 20) -
     build_class(course, inbox)
     collected = collect(course, inbox)
     print(f"    collected {len(collected)} submissions from {inbox}")
-    print(f"3/5 autograding with {workers} workers (cell time limit {cell_timeout}s for the runaway loop)")
+    limit = f"cell time limit {cell_timeout} s" if cell_timeout else "time budgets measured on each solution"
+    print(f"3/5 autograding with {workers} workers ({limit}: the runaway loop is stopped there)")
     results = Autograder(course, workers=workers, cell_timeout=cell_timeout, force=True).run()
     print("4/5 feedback, grades.csv and item analysis")
     feedback = generate_feedback(course)

@@ -283,7 +283,7 @@ class Autograder:
             try:
                 self._budget_file = budgets.budgets_for(
                     self.course, assignment, self._env(), self._sandbox.spec() if self._sandbox else None,
-                    self.cell_timeout or 600, self.job_timeout,
+                    max(self.cell_timeout or 0, 600), self.job_timeout,
                     log=print if self.show_progress else (lambda *a: None))
             except budgets.ReferenceFails as err:
                 refused[assignment] = str(err)

@@ -451,19 +451,19 @@ def launch(config_path: str, kernel_argv: list[str]) -> int:
     return os.WEXITSTATUS(status)
 
 
-def run(config_path: str, argv: list[str]) -> int:
-    """Run ``argv`` sandboxed in a scratch copy of the working directory (the grader's student process).
+def sandboxed(cfg: Config, submission: str, job: str, start, extra_env: dict | None = None,
+              keep_fds: tuple = ()) -> int:
+    """Sandbox this (root) process and call ``start(env)`` as the unprivileged user in a child that is
+    PID 1 of its own namespaces, working in a scratch copy of ``submission``; returns its wait status.
 
-    The same steps as ``launch`` for a kernel, for any command: the caller's open descriptors
-    (the socket to the grader) are inherited; the network namespace is always new and empty.
+    ``start`` either execs a command or runs Python in place (the zygote's pre-imported student
+    process). This process stays as its parent: every descriptor but ``keep_fds`` is closed here once
+    the child runs, so the grader's socket lives with the child only (its exit closes it).
     """
     import pwd
 
-    cfg = Config.load(config_path)
     pw = pwd.getpwnam(cfg.user)
     uid, gid = pw.pw_uid, pw.pw_gid
-    submission = os.getcwd()
-    job = os.environ.get(JOB_ENV, "manual")
     entered = enter_cgroups({ctrl: tuple(v) for ctrl, v in cfg.cgroups.items()}, f"{job}-{os.getpid()}", cfg.limits)
     _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -485,7 +485,11 @@ def run(config_path: str, argv: list[str]) -> int:
         target = os.path.join(home, ".config", "matplotlib", name)
         Path(target).write_bytes(content)
         os.chown(target, uid, gid)
+    saved = dict(os.environ)
+    os.environ.update(extra_env or {})
     env = _kernel_env(cfg, home, pw)
+    os.environ.clear()
+    os.environ.update(saved)
     env["IPYTHONDIR"] = os.path.join(home, ".ipython")
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -510,11 +514,14 @@ def run(config_path: str, argv: list[str]) -> int:
             os.chdir(work)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                 signal.signal(sig, signal.SIG_DFL)
-            os.execve(argv[0], argv, env)
+            start(env)
         except BaseException as err:  # noqa: BLE001
-            os.write(2, f"sandbox: could not start {argv[:1]}: {err}\n".encode())
+            os.write(2, f"sandbox: could not start the student process: {err}\n".encode())
         os._exit(127)
-    os.closerange(3, 1 << 16)   # the grader's socket stays with the child only: its exit closes it
+    low = 3
+    for fd in sorted(set(keep_fds)) + [1 << 16]:
+        os.closerange(low, fd)
+        low = fd + 1
 
     def _kill(signum, frame):
         try:
@@ -524,7 +531,17 @@ def run(config_path: str, argv: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, _kill)
-    status = _wait_for_kernel_or_parent(child, parent)
+    return _wait_for_kernel_or_parent(child, parent)
+
+
+def run(config_path: str, argv: list[str]) -> int:
+    """Run ``argv`` sandboxed in a scratch copy of the working directory (the grader's student process).
+
+    The same steps as ``launch`` for a kernel, for any command: the caller's open descriptors
+    (the socket to the grader) are inherited; the network namespace is always new and empty.
+    """
+    status = sandboxed(Config.load(config_path), os.getcwd(), os.environ.get(JOB_ENV, "manual"),
+                       lambda env: os.execve(argv[0], argv, env))
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
@@ -721,12 +738,16 @@ class Sandbox:
         return list(dict.fromkeys(events))
 
     # -- any command (the grader's student process) ------------------------------------------------
+    def new_job(self) -> str:
+        """A job id, unique across the grading run's processes (it names the job's cgroups)."""
+        with self._lock:
+            self._count += 1
+            return f"{self._token}-{os.getpid()}x{self._count}"
+
     def wrap(self, command: list[str], workdir: Path, env: dict) -> tuple[str, list[str], dict, None]:
         """A job id and the command, environment and pre-exec hook that run ``command`` sandboxed in a
         scratch copy of ``workdir`` (the launcher copies it; the caller starts the process in ``workdir``)."""
-        with self._lock:
-            self._count += 1
-            job = f"{self._token}-{os.getpid()}x{self._count}"
+        job = self.new_job()
         argv = [sys.executable, "-I", "-S", os.path.abspath(__file__), "--config", str(self.dir / "sandbox.json"),
                 "--run", "--", *command]
         return job, argv, {**env, JOB_ENV: job}, None

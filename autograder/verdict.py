@@ -41,6 +41,8 @@ from pathlib import Path
 from dlcourse import remote, wire
 
 GRACE_S = 5.0                 # after an interrupt, how long the student process has to stop
+ZYGOTE = None                 # a warm worker's zygote (autograder.zygote.Zygote), for the sandbox ZYGOTE_SPEC names
+ZYGOTE_SPEC: str | None = None
 OUTPUT_CHARS_PER_CELL = 20_000
 OUTPUT_CHARS_PER_SUBMISSION = 200_000
 STREAM_LOG_BYTES = 64 * 1024  # what is kept of the student process's raw stdout/stderr
@@ -564,35 +566,67 @@ def _trusted_device(name: str):
 
 # -- the student process -------------------------------------------------------------------------
 class StudentProcess:
-    """``python -m dlcourse.runner`` in ``workdir``, sandboxed when a sandbox is given."""
+    """The student process for one notebook, in ``workdir`` (a scratch copy of the submission).
 
-    def __init__(self, workdir: Path, sandbox=None, env: dict | None = None, python: str | None = None):
+    Started as ``python -m dlcourse.runner`` (sandboxed when a sandbox is given), or, when a
+    ``zygote`` is given, forked from it with the libraries already imported (``autograder.zygote``).
+    """
+
+    def __init__(self, workdir: Path, sandbox=None, env: dict | None = None, python: str | None = None, zygote=None):
         self.workdir = Path(workdir)
         self.sandbox = sandbox
         self.env = env or {}
         self.python = python or sys.executable
+        self.zygote = zygote
         self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.status_r: int | None = None
         self.streams = {"stdout": bytearray(), "stderr": bytearray()}
         self.stream_bytes = {"stdout": 0, "stderr": 0}
         self.job = None
         self.limit_events: list[str] = []
 
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_DB", "PG"))}
+        env.update(self.env, PYTHONUNBUFFERED="1", NBGRADER_EXECUTION="autograde")
+        return env
+
     def start(self) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         control_r, self.control_w = os.pipe()
+        if self.zygote is not None:
+            return self._start_from_zygote(ours, theirs, control_r)
         command = [self.python, "-m", "dlcourse.runner", "--fd", str(theirs.fileno()), "--control", str(control_r)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_DB", "PG"))}
-        env.update(self.env, PYTHONUNBUFFERED="1", NBGRADER_EXECUTION="autograde")
+        env = self._env()
         cwd, preexec = str(self.workdir), None
         if self.sandbox is not None:
             self.job, command, env, preexec = self.sandbox.wrap(command, self.workdir, env)
         self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, pass_fds=(theirs.fileno(), control_r),
                                      start_new_session=True, preexec_fn=preexec)
+        self.pid = self.proc.pid
         theirs.close()
         os.close(control_r)
         for name in ("stdout", "stderr"):
             threading.Thread(target=self._drain, args=(name, getattr(self.proc, name)), daemon=True).start()
+        return ours
+
+    def _start_from_zygote(self, ours, theirs, control_r) -> socket.socket:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.status_r, status_w = os.pipe()
+        self.job = self.sandbox.new_job() if self.sandbox is not None else "zygote"
+        env = {k: v for k, v in self.env.items()}
+        env.update(PYTHONUNBUFFERED="1", NBGRADER_EXECUTION="autograde")
+        try:
+            self.pid = self.zygote.spawn(str(self.workdir), env, self.job,
+                                         [theirs.fileno(), control_r, out_w, err_w, status_w])
+        finally:
+            theirs.close()
+            for fd in (control_r, out_w, err_w, status_w):
+                os.close(fd)
+        for name, fd in (("stdout", out_r), ("stderr", err_r)):
+            threading.Thread(target=self._drain, args=(name, os.fdopen(fd, "rb")), daemon=True).start()
         return ours
 
     def _drain(self, name: str, pipe) -> None:
@@ -619,24 +653,39 @@ class StudentProcess:
         with contextlib.suppress(OSError):
             os.write(self.control_w, b"i")
 
+    def _status(self, timeout: float = 2.0) -> int | None:
+        if self.proc is not None:
+            try:
+                return self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        if self.status_r is None:
+            return None
+        ready, _, _ = select.select([self.status_r], [], [], timeout)
+        if not ready:
+            return None
+        data = os.read(self.status_r, 4)
+        if len(data) != 4:
+            return None
+        status = int.from_bytes(data, "big", signed=True)
+        return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
     def ended(self) -> str:
-        if self.proc is None:
-            return ""
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
+        code = self._status()
+        if code is None:
             return ""
         if code < 0:
             return f"killed by signal {-code}" + (" (memory limit?)" if -code == signal.SIGKILL else "")
         return f"exit code {code}"
 
     def kill(self) -> None:
-        if self.proc is None:
+        if self.pid is None:
             return
         with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self.proc.kill()
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.proc.kill()
 
     def close(self) -> None:
         self.kill()
@@ -645,6 +694,9 @@ class StudentProcess:
                 self.proc.wait(timeout=10)
         with contextlib.suppress(OSError):
             os.close(self.control_w)
+        if self.status_r is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.status_r)
         if self.sandbox is not None and self.job is not None:
             self.limit_events = self.sandbox.finish(self.job)
 
@@ -1016,7 +1068,9 @@ def run_job(job: dict) -> dict:
             if str(job.get("isolation", "")).lower() in ("1", "true", "yes", "on"):
                 raise RuntimeError(f"grading isolation was required but is unavailable: {text}")
             events.append(f"student code ran NOT isolated ({text})")
-    process = StudentProcess(Path(job["workdir"]), sandbox=sandbox, env=job.get("env"))
+    zygote = ZYGOTE if ZYGOTE is not None and ZYGOTE_SPEC == (job.get("sandbox") or None) and \
+        (sandbox is None or type(sandbox).__name__ == "Sandbox") else None
+    process = StudentProcess(Path(job["workdir"]), sandbox=sandbox, env=job.get("env"), zygote=zygote)
     try:
         sock = process.start()
         session = Session(sock, process)

@@ -92,6 +92,31 @@ def _config(repo: str, args: list[str]):
     return cfg
 
 
+def _zygote_for(env: dict) -> None:
+    """Keep a zygote (autograder.zygote) for this run's sandbox: the root sandbox or none; a bubblewrap
+    sandbox starts each student process fresh."""
+    from autograder import verdict, zygote
+
+    spec = env.get("COURSE_SANDBOX_SPEC") or None
+    if spec is not None:
+        try:
+            if json.loads(open(spec).read()).get("backend") == "bwrap":
+                return
+        except (OSError, ValueError):
+            return
+    elif env.get("COURSE_ISOLATION") != "0":
+        return
+    if verdict.ZYGOTE is not None and verdict.ZYGOTE_SPEC == spec:
+        return
+    if verdict.ZYGOTE is not None:
+        verdict.ZYGOTE.close()
+    verdict.ZYGOTE, verdict.ZYGOTE_SPEC = None, None
+    try:
+        verdict.ZYGOTE, verdict.ZYGOTE_SPEC = zygote.Zygote(spec, {**os.environ, **env}), spec
+    except Exception as err:  # noqa: BLE001 - no zygote: student processes start fresh
+        print(f"no zygote ({err}): student processes start fresh", file=sys.stderr)
+
+
 def grade(job: dict) -> dict:
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -99,6 +124,8 @@ def grade(job: dict) -> dict:
     from autograder import preprocessors
 
     preprocessors.VERDICTS.clear()
+    if os.environ.get("COURSE_ZYGOTE", "1") != "0":
+        _zygote_for(job.get("env") or {})
     saved = dict(os.environ)
     os.environ.update(job.get("env") or {})
     try:

@@ -480,18 +480,23 @@ def _watch_interrupts(fd: int) -> None:
         signal.pthread_kill(main, signal.SIGINT)
 
 
+def serve(fd: int, control: int | None = None) -> None:
+    """Be the student process on socket ``fd`` (and interrupt pipe ``control``) until the grader says bye."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if control is not None:
+        threading.Thread(target=_watch_interrupts, args=(control,), daemon=True).start()
+    sock = socket.socket(fileno=fd)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())      # as in Jupyter: the notebook's folder is importable
+    Runner(sock).serve()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fd", type=int, required=True)
     p.add_argument("--control", type=int)
     args = p.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if args.control is not None:
-        threading.Thread(target=_watch_interrupts, args=(args.control,), daemon=True).start()
-    sock = socket.socket(fileno=args.fd)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())      # as in Jupyter: the notebook's folder is importable
-    Runner(sock).serve()
+    serve(args.fd, args.control)
     return 0
 
 

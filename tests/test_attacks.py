@@ -197,6 +197,18 @@ ATTACKS = {
     "bytes": lambda: _with(_twin, _code(BYTES)),
     # HTML, JavaScript, SVG and markdown payloads for the formgrader and the feedback
     "html": lambda: _html_payloads(),
+    # secrets of the grader's environment (the fixture sets them): os.environ, /proc/*/environ
+    "environ": lambda: _with(_twin, _code("""
+        import os, glob
+        _hits = []
+        for _p in glob.glob("/proc/*/environ") + glob.glob("/proc/*/cmdline"):
+            try:
+                _hits += [_p] if b"sekret-42" in open(_p, "rb").read() else []
+            except OSError:
+                pass
+        _hits += [k for k, v in os.environ.items() if "sekret-42" in v]
+        print("ATTACK environ:", _hits or "nothing")
+    """), at=-1),
     # floods of output, in one line and on the raw descriptors
     "flood": lambda: _with(_twin, _code("""
         import os
@@ -261,7 +273,10 @@ def attack_class(tmp_path_factory):
     (inbox / "twin" / ASSIGNMENT / "timestamp.txt").write_text("2000-01-01 00:00:00.000000 UTC")
     before = datetime.now(timezone.utc)
     collect(course, inbox)
-    results = {r.student: r for r in Autograder(course, workers=2, cell_timeout=60, show_progress=False).run()}
+    with pytest.MonkeyPatch.context() as env:   # secrets a grader may have in its environment
+        env.setenv("PGPASSWORD", "sekret-42")
+        env.setenv("COURSE_API_TOKEN", "sekret-42")
+        results = {r.student: r for r in Autograder(course, workers=2, cell_timeout=60, show_progress=False).run()}
     from autograder.feedback import generate_feedback
 
     generate_feedback(course, [ASSIGNMENT])
@@ -302,6 +317,14 @@ def _feedback(course, student) -> str:
     files = list(course.feedback_dir(student, ASSIGNMENT).glob("*.html"))
     assert files, f"no feedback for {student}"
     return files[0].read_text()
+
+
+def test_the_student_process_sees_no_grader_secrets(attack_class):
+    """The gradebook password and token-like variables of the grader reach no student process."""
+    course, _, _ = attack_class
+    nb = read(course.autograded("environ", ASSIGNMENT) / NOTEBOOK)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "ATTACK environ: nothing" in text, re.findall(r"ATTACK environ:.*", text)
 
 
 def test_feedback_leaks_no_hidden_test_or_its_message(attack_class):
