@@ -307,7 +307,10 @@ class Autograder:
     def _worker(self) -> Worker:
         worker = getattr(self._local, "worker", None)
         if worker is None:
-            env = {**os.environ, "PYTHONWARNINGS": "ignore", **self._env()}
+            env = {**os.environ, "PYTHONWARNINGS": "ignore", **self._env(),
+                   "COURSE_ISOLATION": "0" if self._sandbox is None else os.environ.get("COURSE_ISOLATION", "")}
+            if self._sandbox is not None:
+                env["COURSE_SANDBOX_SPEC"] = self._sandbox.spec()
             password = self.course._url_and_password()[1]
             if password is not None:
                 env["PGPASSWORD"] = password

@@ -34,6 +34,7 @@ process limit hit), kills what is left and removes the cgroups.
 from __future__ import annotations
 
 import ctypes
+import glob
 import json
 import os
 import shutil
@@ -831,6 +832,8 @@ class BwrapSandbox:
         home = "/tmp/.home"
         args = [self.bwrap, "--die-with-parent", "--unshare-all", "--new-session", "--cap-drop", "ALL",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/renderD*")):
+            args += ["--dev-bind", device, device]      # a GPU stays usable inside the fresh /dev
         hide = [p for p in sorted(set(self.hide)) if os.path.isdir(p) and p not in SYSTEM_DIRS
                 and not _under(p, "/tmp")]
         hide = [p for p in hide if not any(q != p and _under(p, q) for q in hide)]   # nested ones go with it

@@ -332,8 +332,10 @@ class Session:
         cls = self.shadows.get(key)
         if cls is None:
             bases = _shadow_bases(list(key))
-            try:
-                cls = type("StudentObject", bases or (RemoteObject,), {"__module__": "student"}) if bases else RemoteObject
+            name = key[0].rsplit(".", 1)[-1] if key and key[0].rsplit(".", 1)[-1].isidentifier() else "StudentObject"
+            try:   # named as the student's class: handle.__class__.__name__ reads like the real thing
+                cls = type(name, bases, {"__module__": "student"}) if bases else \
+                    type(name, (RemoteObject,), {"__module__": "student", "__slots__": ()})
             except Exception:  # noqa: BLE001
                 cls = RemoteObject
             self.shadows[key] = cls
@@ -865,9 +867,12 @@ def _failure_line(tb, filename: str) -> int | None:
 
 
 def grade_cells(cells: list[Cell], answer_names: list[str], session: Session, cell_timeout: float = 600.0,
-                deadline: float | None = None, budgets: dict | None = None) -> Verdict:
+                deadline: float | None = None, budgets: dict | None = None, stop_on_failure: bool = False) -> Verdict:
     """Run ``cells`` in order: student-side cells in the student process, locked cells on both sides,
-    tests here with the answer names as proxies. Returns every test's result and every cell's outputs."""
+    tests here with the answer names as proxies. Returns every test's result and every cell's outputs.
+
+    ``stop_on_failure`` ends the run at the first failing test (the later tests are not in the verdict):
+    for the mutation engine (``autograder.mutate``), which only needs to know whether any test fails."""
     verdict = Verdict()
     started = time.monotonic()
     import matplotlib
@@ -904,6 +909,8 @@ def grade_cells(cells: list[Cell], answer_names: list[str], session: Session, ce
         elif cell.kind == "test":
             verdict.tests[cell.grade_id] = asdict(_run_test(cell, ns, answer_names, session, limit_for(cell)))
         verdict.cell_seconds[cell.grade_id or str(cell.index)] = round(time.monotonic() - cell_start, 3)
+        if stop_on_failure and cell.kind == "test" and not verdict.tests[cell.grade_id]["passed"]:
+            break
     verdict.seconds = round(time.monotonic() - started, 3)
     return verdict
 
@@ -1050,7 +1057,7 @@ def run_job(job: dict) -> dict:
 
     ``job["sandbox"]`` names a sandbox the grading run opened (``Sandbox.spec()``); without one,
     this process opens its own unless ``job["isolation"]`` is "0" (and fails when it is "1" and
-    none can be had).
+    none can be had). ``job["stop_on_failure"]`` (default off) stops at the first failing test.
     """
     from autograder import sandbox as sb
 
@@ -1078,7 +1085,7 @@ def run_job(job: dict) -> dict:
             deadline = time.monotonic() + float(job.get("job_timeout", 3600))
             verdict = grade_cells(cells, job["answer_names"], session,
                                   cell_timeout=float(job.get("cell_timeout", 600)), deadline=deadline,
-                                  budgets=job.get("budgets"))
+                                  budgets=job.get("budgets"), stop_on_failure=bool(job.get("stop_on_failure")))
         finally:
             session.bye()
             process.close()

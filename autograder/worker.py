@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     from autograder import preprocessors, verdict
 
     verdict.cap_memory()
+    if os.environ.get("COURSE_ZYGOTE", "1") != "0":
+        _zygote_for(dict(os.environ))   # it imports in its own process while this one does
     _warm_up()
     preprocessors.RUN_JOB = fork_run_job
     out = os.fdopen(args.results, "w", buffering=1)

@@ -171,11 +171,13 @@ class Zygote:
                                      start_new_session=True)
         theirs.close()
         self.sock = ours
-        ready = self.sock.recv(1 << 16)
-        if b"ready" not in ready:
-            raise RuntimeError("the student-process zygote did not start")
+        self.ready = False     # it imports while its worker does: the first spawn waits for it
 
     def spawn(self, workdir: str, env: dict, job: str, fds: list[int]) -> int:
+        if not self.ready:
+            if b"ready" not in self.sock.recv(1 << 16):
+                raise RuntimeError("the student-process zygote did not start")
+            self.ready = True
         send_fds(self.sock, {"workdir": workdir, "env": env, "job": job}, fds)
         reply = json.loads(self.sock.recv(1 << 16) or b"{}")
         if "pid" not in reply:

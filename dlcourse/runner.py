@@ -33,10 +33,12 @@ import socket
 import sys
 import threading
 import traceback
+import types
 
 from dlcourse import wire
 
 MAX_OUTPUT_CHARS = 200_000    # text kept per cell here; the grader caps again
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.BuiltinMethodType)
 
 
 def qualname(cls) -> str:
@@ -104,7 +106,8 @@ class Runner:
         except Exception:  # noqa: BLE001
             mro = []
         name = getattr(obj, "__name__", None) if is_class or callable(obj) else None
-        return {"$": "ref", "id": number, "kind": "class" if is_class else "function" if callable(obj) else "object",
+        kind = "class" if is_class else "function" if isinstance(obj, _FUNCTIONS) else "object"
+        return {"$": "ref", "id": number, "kind": kind,
                 "mro": mro, "name": name if isinstance(name, str) else None}
 
     def release(self, numbers) -> None:

@@ -224,11 +224,14 @@ def test_untrusted_names_are_found():
     "import dlcourse.checks\ndlcourse.checks.check_close.__code__ = (lambda *a, **k: None).__code__",
     "import sys\nsys.settrace(lambda *a: None)",
     "import threading, numpy\nthreading.Thread(target=lambda: setattr(numpy, 'allclose', lambda *a, **k: True), daemon=True).start()",
+    "import torch\ntorch.Tensor.__eq__ = lambda *a: True\ntorch.allclose = lambda *a, **k: True\n"
+    "torch.Tensor.numpy = lambda self, *a, **k: __import__('numpy').ones(self.shape)",
 ])
 def test_patching_the_student_process_changes_no_verdict(tmp_path, payload):
     """Hooks, class patches, code swaps, tracing and threads in the student process cannot turn a failure into a pass."""
-    v = grade(tmp_path, payload + "\ndef f(x):\n    return x\n", {"t": "check_close(f(np.zeros(2)), [1.0, 1.0])"})
-    assert passed(v) == {"t": False}
+    v = grade(tmp_path, payload + "\ndef f(x):\n    return x\n", {"t": "check_close(f(np.zeros(2)), [1.0, 1.0])",
+                                                          "t_torch": "check_close(f(torch.zeros(2)), [1.0, 1.0])"})
+    assert passed(v) == {"t": False, "t_torch": False}
 
 
 def test_isinstance_against_student_classes(tmp_path):
@@ -250,3 +253,11 @@ def test_isinstance_against_student_classes(tmp_path):
           "direct": "assert isinstance(Block(), Block) and not isinstance(Net(), Block)",
           "subclass": "assert issubclass(Wide, Block) and not issubclass(Block, Wide)"})
     assert passed(v) == {"modules": True, "direct": True, "subclass": True}, v.tests
+
+
+def test_a_handle_reports_its_class_name(tmp_path):
+    """handle.__class__.__name__ is the student object's class, and a module is not a 'function'."""
+    v = grade(tmp_path, "def make():\n    return nn.Sequential(nn.Linear(2, 3), nn.ReLU())\n", {
+        "names": "m = make()\nassert m.__class__.__name__ == 'Sequential' and m[0].__class__.__name__ == 'Linear'\n"
+                 "assert isinstance(m[1], nn.ReLU) and not isinstance(m[1], nn.Linear)"})
+    assert passed(v) == {"names": True}, v.tests
