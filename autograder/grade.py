@@ -1,16 +1,18 @@
 """Parallel, fault-tolerant autograding over nbgrader's own ``autograde`` app.
 
-Each (student, assignment) is graded by its own ``nbgrader autograde`` process, so a submission
-that hangs, kills its kernel or floods its output harms no one else. Before grading, each
-submission is copied to a staging folder; unreadable notebooks are left out of that copy, which
-nbgrader then scores as missing (zero, with the reason logged). Results, with a content hash of
-each submission, go to ``<root>/reports/autograde.json``: a later run skips submissions whose hash
-and grade are unchanged (``--force`` regrades).
+``--workers N`` warm workers (``autograder/worker.py``) each run nbgrader's Autograde in-process,
+one submission at a time, with the pipeline of ``nbgrader_config.py``: the tests run in a trusted
+fork of the worker, the submission's code in a sandboxed student process (``autograder/verdict.py``,
+``autograder/sandbox.py``). Before grading, each submission is copied to a staging folder and its
+cells are normalised (``autograder.preprocessors.normalize``); unreadable notebooks are left out of
+that copy, which nbgrader then scores as missing (zero, with the reason logged). Whatever goes wrong
+with one submission ends as that submission's "failed, with reason". Results, with a content hash
+of each submission, go to ``<root>/reports/autograde.json``: a later run skips submissions whose
+hash and grade are unchanged (``--force`` regrades). Each assignment's solution is graded first to
+set the time budgets (``autograder/budgets.py``).
 
-When running as root on Linux, each kernel runs sandboxed (``autograder/sandbox.py``): an
-unprivileged user, a scratch copy of its own submission, the course and the other students hidden,
-and caps on memory, processes and file size. ``isolation=False`` / ``COURSE_ISOLATION=0`` turns
-that off; ``COURSE_ISOLATION=1`` makes a missing sandbox an error instead of a warning.
+The sandbox is used when it can be (root, or bubblewrap for an ordinary user); ``isolation=False`` /
+``COURSE_ISOLATION=0`` turns it off; ``COURSE_ISOLATION=1`` makes a missing sandbox an error.
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -50,7 +51,7 @@ class GradeResult:
     seconds: float = 0.0
     seconds_graded: float = 0.0      # of which grading the notebooks (trusted grader and student process)
     content_hash: str = ""
-    isolated: bool | None = None     # whether its kernel ran in the sandbox
+    isolated: bool | None = None     # whether its student process ran in the sandbox
 
     @property
     def key(self) -> str:
@@ -74,11 +75,10 @@ def submission_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-# nbgrader log lines that an instructor should hear about, and how we say them
+# nbgrader log lines that an instructor should hear about, and how we say them (the grader's own events
+# come as EVENT_PREFIX lines)
 _EVENT_PATTERNS = [
     (re.compile(r"No submitted file: (\S+)"), "notebook {0} missing: scored zero"),
-    (re.compile(r"CellTimeoutError|Timeout waiting for (execute|IOPub)|timed out", re.I), "a cell ran past the time limit and was interrupted"),
-    (re.compile(r"DeadKernelError|Kernel died|kernel became unresponsive", re.I), "the kernel died"),
 ]
 
 
@@ -93,15 +93,13 @@ def _events_from_log(log: str) -> list[str]:
 
 
 def _failure_reason(log: str, returncode: int) -> str:
-    if re.search(r"DeadKernelError|Kernel died", log):
-        return "the kernel died while running the notebook (sys.exit/os._exit, a crash or memory exhaustion)"
-    if "became unresponsive" in log:
-        return "the kernel stopped responding and could not be interrupted"
-    errors = [line for line in log.splitlines() if "| ERROR]" in line or line.startswith(("nbgrader.", "Traceback"))]
-    detail = [line for line in log.splitlines() if re.match(r"\s*\w+(\.\w+)*(Error|Exception): ", line)]
+    """One line on why nbgrader's autograde (or the worker running it) failed."""
+    errors = [line for line in log.splitlines() if "| ERROR]" in line or line.startswith(("[ERROR]", "nbgrader.",
+                                                                                            "Traceback"))]
+    detail = [line for line in log.splitlines() if re.match(r"\s*\w+(\.\w+)*(Error|Exception|Gone): ", line)]
     if detail:
         return detail[-1].strip()[:300]
-    return (errors[-1].split("]", 1)[-1].strip() if errors else f"nbgrader exited with code {returncode}")[:300]
+    return (errors[-1].split("]", 1)[-1].strip() if errors else f"grading ended with code {returncode}")[:300]
 
 
 def _original(folder: Path, assignment: str, notebook: str):
@@ -201,7 +199,6 @@ class Autograder:
         self._sandbox = None
         self._local = threading.local()        # each grading thread's warm worker
         self._all_workers: list[Worker] = []
-        self._trusted_cache: dict[str, bool] = {}
         self.budgets = budgets                 # measure each assignment's solution for its time budgets
         self._budget_file: Path | None = None
 
@@ -215,7 +212,7 @@ class Autograder:
         return True if value in ("1", "true", "yes", "on") else None
 
     def _hidden_paths(self) -> list[Path]:
-        """What a grading kernel must not see: the course, the sources, everyone's files, the gradebook."""
+        """What a student process must not see: the course, the sources, everyone's files, the gradebook."""
         c = self.course
         paths = [c.root, c.repo, c.source_dir, c.release_dir, c.submitted(), c.autograded(),
                  c.feedback_dir(), c.reports_dir, self.log_dir, c.root / "staging"]
@@ -261,7 +258,7 @@ class Autograder:
 
     def _env(self) -> dict:
         threads = str(max(1, usable_cpus() // self.workers))
-        # Each of the N kernels may use 1/N of the (one) GPU's memory: dlcourse.training_device() applies it.
+        # Each of the N student processes may use 1/N of the (one) GPU's memory (dlcourse.training_device()).
         gpu_share = f"{0.95 / self.workers:.3f}"
         return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                 "COURSE_GPU_SHARE": gpu_share, "TQDM_DISABLE": "1",
@@ -278,8 +275,6 @@ class Autograder:
 
         keep, refused = [], {}
         for assignment in dict.fromkeys(r.assignment for r in todo):
-            if not self._trusted(assignment):
-                continue
             try:
                 self._budget_file = budgets.budgets_for(
                     self.course, assignment, self._env(), self._sandbox.spec() if self._sandbox else None,
@@ -296,14 +291,6 @@ class Autograder:
         return keep
 
     # -- warm workers ----------------------------------------------------------------------
-    def _trusted(self, assignment: str) -> bool:
-        """Whether the assignment's tests run in the trusted grader (all but those not yet moved)."""
-        if assignment not in self._trusted_cache:
-            notebooks = self.course.source_notebooks(assignment)
-            self._trusted_cache[assignment] = bool(notebooks) and all(
-                read_notebook(nb).metadata.get("dlcourse", {}).get("tests") == "trusted" for nb in notebooks)
-        return self._trusted_cache[assignment]
-
     def _worker(self) -> Worker:
         worker = getattr(self._local, "worker", None)
         if worker is None:
@@ -372,31 +359,15 @@ class Autograder:
             args += [f"--Execute.timeout={self.cell_timeout}", f"--TrustedExecute.timeout={self.cell_timeout}"]
         log_path = self.log_dir / result.assignment / f"{result.student}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env, job, limit_events = self._env(), None, []
+        env, limit_events = self._env(), []
         result.isolated = self._sandbox is not None
         if self._budget_file is not None:
             env["COURSE_BUDGETS"] = str(self._budget_file)
         if self._sandbox is not None:
             env["COURSE_SANDBOX_SPEC"] = self._sandbox.spec()
-            if not self._trusted(result.assignment):   # tests still in the kernel: a sandboxed kernel
-                job, sandbox_env, sandbox_args = self._sandbox.job()
-                env.update(sandbox_env)
-                args += sandbox_args
         else:
             env["COURSE_ISOLATION"] = "0"   # this run decided already (and warned) when it opened no sandbox
-        try:
-            if self._trusted(result.assignment):
-                log, rc = self._in_worker(result, args, env)
-            else:
-                proc = self.course.nbgrader("autograde", *args, env=env, timeout=self.job_timeout,
-                                            submitted_dir=staging)
-                log, rc = proc.stdout + proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as err:
-            log = f"{err.stdout or ''}{err.stderr or ''}\nwhole-submission time limit of {self.job_timeout}s reached"
-            rc = -signal.SIGKILL
-        finally:
-            if job is not None:  # what the caps stopped; leftover processes killed
-                limit_events = self._sandbox.finish(job)
+        log, rc = self._in_worker(result, args, env)
         log = log if isinstance(log, str) else log.decode(errors="replace")
         log_path.write_text(f"[grading {self.isolation_mode}]\n{clean_text(log)}")
         result.events = list(dict.fromkeys(result.events + _events_from_log(log) + limit_events))

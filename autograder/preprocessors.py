@@ -181,10 +181,10 @@ class TrustedExecute(NbGraderPreprocessor):
         source = _read(_notebook_path(self, resources, "source_directory"))
         if source is None:
             raise RuntimeError("no source notebook: cannot grade safely")
-        if source.metadata.get("dlcourse", {}).get("tests") != "trusted":   # not yet moved to trusted tests
-            from autograder.guard import GuardedExecute
-
-            return GuardedExecute(parent=self.parent, config=self.config).preprocess(nb, resources)
+        if source.metadata.get("dlcourse", {}).get("tests") != "trusted":
+            raise RuntimeError(f"{resources['nbgrader']['notebook']}: its source does not say its tests run in the "
+                               "trusted grader (metadata.dlcourse.tests = \"trusted\"); grading it would run them "
+                               "beside the student's code, so it is refused")
         trusted = {_grade_id(c): c for c in source.cells if _grade_id(c) and c.cell_type == "code"}
         answer_names = sorted({n for c in source.cells if c.cell_type == "code" and cell_kind(c) == "answer"
                                for n in bound_names(c.source)})

@@ -1,35 +1,31 @@
-"""A sandbox for grading kernels: each submission's kernel sees only that submission.
+"""A sandbox for the student process: each submission's code sees only that submission.
 
-While grading, nbgrader starts every kernel through this file (a kernelspec named
-``course-sandbox`` whose ``argv`` runs it). It starts as root with the submission's autograded
-folder as its working directory, and before the real kernel (``python -m ipykernel_launcher``)
-starts it:
+As root, the student process is started through this file (``python -I -S sandbox.py --config FILE
+--run -- COMMAND``) or forked by the zygote (``autograder/zygote.py``), and ``sandboxed`` then:
 
-* joins a fresh memory and pids cgroup for this one kernel (the memory cap covers the kernel, its
-  children and the files they write to the private ``/tmp``; the process cap counts threads too);
-* makes private mount, PID and IPC namespaces, and, when the kernel talks to nbgrader over Unix
-  sockets (the Autograder asks for that), a network namespace with no usable interface: the
-  kernel binds its sockets in a tiny tmpfs of its own and nbgrader reaches them through links
-  ``<runtime dir>/kernel-<port> -> /proc/<launcher pid>/root/...``;
+* joins a fresh memory and pids cgroup for this one process tree (the memory cap covers the student
+  process, its children and the files they write to the private ``/tmp``; the process cap counts
+  threads too);
+* makes private mount, PID, IPC and network namespaces (no network interface at all: the grader
+  talks to it over a Unix socket it inherited);
 * puts an empty private tmpfs on ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock``, and copies
-  only the submission's files into ``/tmp/<assignment>``, the kernel's working directory;
-* hides the course root, the repository (``solutions/``), the gradebook folder, the jupyter
-  runtime folder, this run's sandbox folder and home folders behind empty read-only tmpfs
-  mounts, bringing back read-only only what the kernel needs: the Python installation and
-  environment, the ``dlcourse`` package and the course data folder;
-* forks the kernel as PID 1 of the new PID namespace (when it dies, every process it started
-  dies with it), mounts a ``/proc`` that shows only those processes, sets ``RLIMIT_FSIZE`` and
-  ``RLIMIT_CORE`` (and, without cgroups, ``RLIMIT_NPROC``/``RLIMIT_DATA``), drops to the
-  unprivileged ``course-sandbox`` user with ``no_new_privs``, a clean environment, HOME and
-  TMPDIR in the private ``/tmp``, and execs the kernel.
+  only the submission's files into ``/tmp/<assignment>``, its working directory;
+* hides the course root, the repository (``solutions/``), the gradebook folder, this run's sandbox
+  folder and home folders behind empty read-only tmpfs mounts, bringing back read-only only what it
+  needs: the Python installation and environment, the ``dlcourse`` package and the course data folder;
+* forks the student process as PID 1 of the new PID namespace (when it dies, every process it
+  started dies with it), mounts a ``/proc`` that shows only those processes, sets ``RLIMIT_FSIZE``
+  and ``RLIMIT_CORE`` (and, without cgroups, ``RLIMIT_NPROC``/``RLIMIT_DATA``), drops to the
+  unprivileged ``course-sandbox`` user with ``no_new_privs``, a clean environment, HOME and TMPDIR
+  in the private ``/tmp``, and execs the command (or, in the zygote, serves in place).
 
-The launcher stays as the kernel's parent: it ignores SIGINT (jupyter_client signals the whole
-process group, so the kernel gets interrupts itself) and turns SIGTERM into SIGKILL of the kernel.
-It runs as ``python -I -S sandbox.py``, so this file must use the standard library only.
+The launcher stays as the student process's parent and turns SIGTERM into SIGKILL of it. It runs as
+``python -I -S sandbox.py``, so this file uses the standard library only.
 
-The Autograder side (``Sandbox``) writes the kernelspec and this launcher's JSON configuration,
-gives each grading job an id, and afterwards reads the job's cgroup counters (memory limit hit,
-process limit hit), kills what is left and removes the cgroups.
+For a grader who is not root, ``BwrapSandbox`` gets the same views with bubblewrap. The grading
+run's side (``Sandbox``) writes the launcher's JSON configuration, gives each job an id, and
+afterwards reads the job's cgroup counters (memory limit hit, process limit hit), kills what is
+left and removes the cgroups.
 """
 from __future__ import annotations
 
@@ -47,16 +43,15 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-KERNEL_NAME = "course-sandbox"
 USER = "course-sandbox"
 JOB_ENV = "COURSE_SANDBOX_JOB"
 CGROUP_DIR = "course-sandbox"
 #: world-writable places that get a fresh private tmpfs: (path, size in MiB or None for the memory cap)
 PRIVATE_TMP = (("/tmp", None), ("/var/tmp", 64), ("/dev/shm", None), ("/run/lock", 1))
-#: never hidden, whatever the configuration says: the kernel could not run without them
+#: never hidden, whatever the configuration says: nothing could run without them
 SYSTEM_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
                "/sbin", "/sys", "/usr", "/var", "/run"}
-#: environment variables that reach the kernel (anything else, e.g. COURSE_DB_URL, does not)
+#: environment variables that reach the student process (anything else, e.g. COURSE_DB_URL, does not)
 ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "TQDM_DISABLE", "MPLBACKEND", "PYTHONHASHSEED",
             "PYTHONUNBUFFERED", "PYTHONWARNINGS", "PYTHONIOENCODING", "PYDEVD_DISABLE_FILE_VALIDATION"}
 ENV_KEEP_PREFIX = ("LC_", "COURSE_", "NBGRADER_", "JPY_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_",
@@ -103,9 +98,9 @@ def _prctl(option: int, value: int) -> None:
 # -- configuration ---------------------------------------------------------------------------------
 @dataclass
 class Limits:
-    """What one grading kernel may use. The defaults suit real grading; tests pass smaller ones."""
-    memory_mb: int = 4096     # the kernel, its children and the files they write in /tmp
-    processes: int = 256      # processes and threads of one kernel, the kernel's own included
+    """What one student process may use. The defaults suit real grading; tests pass smaller ones."""
+    memory_mb: int = 4096     # the student process, its children and the files they write in /tmp
+    processes: int = 256      # processes and threads of one student process tree, its own included
     file_mb: int = 1024       # the largest file it may write
 
     @classmethod
@@ -118,7 +113,7 @@ class Limits:
 
 @dataclass
 class Config:
-    """The launcher's configuration (a JSON file beside the kernelspec)."""
+    """The launcher's configuration (a JSON file in the run's sandbox folder)."""
     user: str = USER
     limits: Limits = field(default_factory=Limits)
     hide: list = field(default_factory=list)      # folders replaced by an empty read-only tmpfs
@@ -243,7 +238,7 @@ def enter_cgroups(cgroups: dict, name: str, limits: Limits) -> list[str]:
 
 
 def cgroup_stats(folder_by_ctrl: dict[str, tuple[int, str]]) -> dict[str, int]:
-    """Counters of one kernel's cgroups: peak memory, OOM kills, refused forks, peak processes."""
+    """Counters of one student process's cgroups: peak memory, OOM kills, refused forks, peak processes."""
     stats = {}
     for ctrl, (version, folder) in folder_by_ctrl.items():
         if ctrl == "memory":
@@ -280,7 +275,7 @@ def remove_cgroup(folder: str, attempts: int = 100) -> bool:
     return False
 
 
-# -- the launcher (runs as root, becomes the kernel's parent) --------------------------------------
+# -- the launcher (runs as root, becomes the student process's parent) -----------------------------
 def _copy_tree(src_fd: int, dest: str, uid: int, gid: int) -> None:
     """Copy the regular files and folders under the open folder ``src_fd`` to ``dest`` (no links)."""
     os.makedirs(dest, exist_ok=True)
@@ -307,7 +302,7 @@ def _copy_tree(src_fd: int, dest: str, uid: int, gid: int) -> None:
             os.chmod(target, 0o755 if os.stat(entry.name, dir_fd=src_fd).st_mode & stat.S_IXUSR else 0o644)
 
 
-def _kernel_env(cfg: Config, home: str, pw) -> dict[str, str]:
+def _student_env(cfg: Config, home: str, pw) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if (k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIX))
            and not any(w in k.upper() for w in ENV_DROP_WORDS)}
@@ -319,13 +314,12 @@ def _kernel_env(cfg: Config, home: str, pw) -> dict[str, str]:
     return env
 
 
-def _hide_and_expose(cfg: Config, conn_dir: str, socket_dir: str, uid: int, gid: int) -> None:
-    """Private tmpfs on the world-writable folders, empty read-only tmpfs on the hidden ones, the
-    exposed folders bound back read-only, and a tiny private tmpfs, the kernel's own, on
-    ``socket_dir`` (where it binds its Unix sockets when the transport is ``ipc``)."""
+def _hide_and_expose(cfg: Config, uid: int, gid: int) -> None:
+    """Private tmpfs on the world-writable folders, empty read-only tmpfs on the hidden ones, and the
+    exposed folders bound back read-only."""
     memory = cfg.limits.memory_mb
     private = [(p, size or memory) for p, size in PRIVATE_TMP if os.path.isdir(p)]
-    hide = [os.path.realpath(p) for p in cfg.hide + ([conn_dir] if conn_dir else [])]
+    hide = [os.path.realpath(p) for p in cfg.hide]
     hide = [p for p in dict.fromkeys(hide) if os.path.isdir(p) and p not in SYSTEM_DIRS]
     # a folder inside another hidden one disappears with it
     hide = [p for p in hide if not any(_under(p, q) for q, _ in private)
@@ -347,109 +341,8 @@ def _hide_and_expose(cfg: Config, conn_dir: str, socket_dir: str, uid: int, gid:
         _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
         os.close(fd)
-    if socket_dir:
-        os.makedirs(socket_dir, mode=0o755, exist_ok=True)
-        _mount("tmpfs", socket_dir, "tmpfs", flags, f"size=1m,nr_inodes=64,mode=700,uid={uid},gid={gid}")
     for path in hide:
         _mount("tmpfs", path, "tmpfs", MS_REMOUNT | MS_RDONLY | flags, "size=1m,mode=755")
-
-
-def launch(config_path: str, kernel_argv: list[str]) -> int:
-    import pwd
-
-    cfg = Config.load(config_path)
-    pw = pwd.getpwnam(cfg.user)
-    uid, gid = pw.pw_uid, pw.pw_gid
-    if "-f" not in kernel_argv:
-        raise SystemExit("sandbox: the kernel command has no -f CONNECTION_FILE")
-    conn_path = os.path.abspath(kernel_argv[kernel_argv.index("-f") + 1])
-    connection = Path(conn_path).read_bytes()
-    info = json.loads(connection)
-    ipc = info.get("transport") == "ipc"
-    socket_dir = os.path.dirname(os.path.abspath(info.get("ip", ""))) if ipc else ""
-    submission = os.getcwd()
-    job = os.environ.get(JOB_ENV, "manual")
-    cgroups = {ctrl: tuple(v) for ctrl, v in cfg.cgroups.items()}
-    entered = enter_cgroups(cgroups, f"{job}-{os.getpid()}", cfg.limits)
-    if ipc:
-        # The kernel binds its sockets in a private tmpfs; nbgrader reaches each one through a link
-        # into this process's mount namespace, so the kernel needs no writable host folder.
-        for key in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
-            link = f"{os.path.abspath(info['ip'])}-{info[key]}"
-            if not os.path.lexists(link):
-                os.symlink(f"/proc/{os.getpid()}/root{link}", link)
-
-    _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if ipc else 0))
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)   # nothing below leaks out to the machine
-    src_fd = os.open(submission, os.O_RDONLY | os.O_DIRECTORY)
-    fonts = {}   # matplotlib's font list, read before its folder is hidden: saves a rebuild per kernel
-    if cfg.mpl_cache and os.path.isdir(cfg.mpl_cache):
-        for name in os.listdir(cfg.mpl_cache):
-            if name.startswith("fontlist") and name.endswith(".json"):
-                fonts[name] = Path(cfg.mpl_cache, name).read_bytes()
-    _hide_and_expose(cfg, os.path.dirname(conn_path), socket_dir, uid, gid)
-
-    work = os.path.join("/tmp", os.path.basename(submission.rstrip("/")) or "submission")
-    home = "/tmp/.home"
-    _copy_tree(src_fd, work, uid, gid)
-    os.close(src_fd)
-    for folder in (home, os.path.join(home, ".config"), os.path.join(home, ".config", "matplotlib")):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.chown(folder, uid, gid)
-    for name, content in fonts.items():
-        target = os.path.join(home, ".config", "matplotlib", name)
-        Path(target).write_bytes(content)
-        os.chown(target, uid, gid)
-    private_conn = os.path.join(home, ".kernel-connection.json")
-    with open(private_conn, "wb") as f:
-        f.write(connection)
-    os.chown(private_conn, uid, gid)
-    os.chmod(private_conn, 0o600)
-    argv = list(kernel_argv)
-    argv[argv.index("-f") + 1] = private_conn
-    env = _kernel_env(cfg, home, pw)
-
-    parent = os.getppid()   # nbgrader's process: when it goes, the kernel goes (as ipykernel's own
-    # parent poller would do, were the launcher not in between)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the process group's SIGINT reaches the kernel too
-    child = os.fork()
-    if child == 0:  # PID 1 of the new PID namespace: becomes the kernel
-        try:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            _write("/proc/self/oom_score_adj", 1000)   # under memory pressure, the kernel goes first
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_FSIZE, (cfg.limits.file_mb * MIB,) * 2)
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if "pids" not in entered:   # weaker fallback: counted per user, across kernels
-                resource.setrlimit(resource.RLIMIT_NPROC, (cfg.limits.processes,) * 2)
-            if "memory" not in entered:  # weaker fallback: per process, files not counted
-                resource.setrlimit(resource.RLIMIT_DATA, (cfg.limits.memory_mb * MIB,) * 2)
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            _prctl(PR_SET_NO_NEW_PRIVS, 1)
-            os.chdir(work)
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-                signal.signal(sig, signal.SIG_DFL)
-            os.execve(argv[0], argv, env)
-        except BaseException as err:  # noqa: BLE001 - report, never fall through into the parent's code
-            os.write(2, f"sandbox: could not start the kernel: {err}\n".encode())
-        os._exit(127)
-
-    def _kill(signum, frame):
-        try:
-            os.kill(child, signal.SIGKILL)
-        except OSError:
-            pass
-
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, _kill)
-    status = _wait_for_kernel_or_parent(child, parent)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
 
 
 def sandboxed(cfg: Config, submission: str, job: str, start, extra_env: dict | None = None,
@@ -474,7 +367,7 @@ def sandboxed(cfg: Config, submission: str, job: str, start, extra_env: dict | N
         for name in os.listdir(cfg.mpl_cache):
             if name.startswith("fontlist") and name.endswith(".json"):
                 fonts[name] = Path(cfg.mpl_cache, name).read_bytes()
-    _hide_and_expose(cfg, "", "", uid, gid)
+    _hide_and_expose(cfg, uid, gid)
     work = os.path.join("/tmp", os.path.basename(submission.rstrip("/")) or "submission")
     home = "/tmp/.home"
     _copy_tree(src_fd, work, uid, gid)
@@ -488,7 +381,7 @@ def sandboxed(cfg: Config, submission: str, job: str, start, extra_env: dict | N
         os.chown(target, uid, gid)
     saved = dict(os.environ)
     os.environ.update(extra_env or {})
-    env = _kernel_env(cfg, home, pw)
+    env = _student_env(cfg, home, pw)
     os.environ.clear()
     os.environ.update(saved)
     env["IPYTHONDIR"] = os.path.join(home, ".ipython")
@@ -532,14 +425,14 @@ def sandboxed(cfg: Config, submission: str, job: str, start, extra_env: dict | N
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, _kill)
-    return _wait_for_kernel_or_parent(child, parent)
+    return _wait_for_child_or_parent(child, parent)
 
 
 def run(config_path: str, argv: list[str]) -> int:
     """Run ``argv`` sandboxed in a scratch copy of the working directory (the grader's student process).
 
-    The same steps as ``launch`` for a kernel, for any command: the caller's open descriptors
-    (the socket to the grader) are inherited; the network namespace is always new and empty.
+    The caller's open descriptors (the socket to the grader) are inherited; the network namespace is
+    always new and empty.
     """
     status = sandboxed(Config.load(config_path), os.getcwd(), os.environ.get(JOB_ENV, "manual"),
                        lambda env: os.execve(argv[0], argv, env))
@@ -548,13 +441,13 @@ def run(config_path: str, argv: list[str]) -> int:
     return os.WEXITSTATUS(status)
 
 
-def _wait_for_kernel_or_parent(child: int, parent: int) -> int:
-    """Wait for the kernel and return its wait status; if the launcher's parent (nbgrader) dies
-    first, kill the kernel."""
+def _wait_for_child_or_parent(child: int, parent: int) -> int:
+    """Wait for the student process and return its wait status; if the launcher's parent (the
+    grader) dies first, kill the student process."""
     import select
 
     try:
-        kernel_fd, parent_fd = os.pidfd_open(child), os.pidfd_open(parent)
+        child_fd, parent_fd = os.pidfd_open(child), os.pidfd_open(parent)
     except (AttributeError, OSError):  # no pidfds (Linux < 5.3): poll once a second
         import time
 
@@ -565,13 +458,13 @@ def _wait_for_kernel_or_parent(child: int, parent: int) -> int:
             if os.getppid() != parent:
                 os.kill(child, signal.SIGKILL)
             time.sleep(1)
-    watched = [kernel_fd, parent_fd]
+    watched = [child_fd, parent_fd]
     if os.getppid() != parent:  # it died before it was watched
         os.kill(child, signal.SIGKILL)
-    while kernel_fd not in select.select(watched, [], [])[0]:
+    while child_fd not in select.select(watched, [], [])[0]:
         os.kill(child, signal.SIGKILL)
-        watched = [kernel_fd]
-    os.close(kernel_fd)
+        watched = [child_fd]
+    os.close(child_fd)
     os.close(parent_fd)
     return os.waitpid(child, 0)[1]
 
@@ -620,7 +513,7 @@ def probe(cgroups: dict) -> dict:
 
 # -- the Autograder's side -------------------------------------------------------------------------
 def ensure_user(name: str = USER):
-    """The unprivileged user kernels run as, created once (a system user, no home, no login)."""
+    """The unprivileged user student processes run as, created once (a system user, no home, no login)."""
     import pwd
 
     try:
@@ -652,14 +545,14 @@ def _data_dir() -> str:
 
 
 class Sandbox:
-    """One grading run's sandbox: a kernelspec, the launcher's config, and per-job bookkeeping."""
+    """One grading run's sandbox: the launcher's configuration and per-job bookkeeping."""
 
     def __init__(self, hide: list[Path], limits: Limits, cgroups: dict, user):
         import importlib.util
 
         self.limits = limits
         self.user = user
-        # short, so the kernels' Unix socket paths stay under the 107-byte limit
+        # a short path in /tmp: hidden from every student process (it is in the hidden list)
         self.dir = Path(tempfile.mkdtemp(prefix="course-sandbox-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.dir.chmod(0o755)
         expose = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
@@ -675,15 +568,6 @@ class Sandbox:
                              data_dir=os.path.realpath(_data_dir()) if os.path.isdir(_data_dir()) else "",
                              mpl_cache=_mpl_cache(), cgroups=cgroups)
         (self.dir / "sandbox.json").write_text(json.dumps(asdict(self.config), indent=1))
-        spec_dir = self.dir / "kernels" / KERNEL_NAME
-        spec_dir.mkdir(parents=True)
-        (spec_dir / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-I", "-S", os.path.abspath(__file__), "--config",
-                     str(self.dir / "sandbox.json"), "--",
-                     sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--HistoryManager.hist_file=:memory:"],
-            "display_name": "Python 3 (grading sandbox)", "language": "python",
-            "interrupt_mode": "signal", "metadata": {"debugger": False}}, indent=1))
         self._token = self.dir.name.rsplit("-", 1)[-1]
         self._count = 0
         self._lock = threading.Lock()
@@ -697,31 +581,16 @@ class Sandbox:
         return (f"isolated: user {self.user.pw_name}, scratch copy of the submission, private "
                 f"mount/PID/IPC/network namespaces, {memory}, {procs}, files {lim.file_mb} MB")
 
-    # -- one grading job -------------------------------------------------------------------
-    def job(self) -> tuple[str, dict, list[str]]:
-        """A job id, the environment and the nbgrader arguments that grade one submission sandboxed."""
-        with self._lock:
-            self._count += 1
-            number = self._count
-        job = f"{self._token}-{number}"
-        runtime = self.dir / f"j{number}"   # connection files and links to the kernel's sockets
-        runtime.mkdir(mode=0o700)
-        env = {JOB_ENV: job, "JUPYTER_PATH": str(self.dir), "JUPYTER_RUNTIME_DIR": str(runtime)}
-        # Unix sockets in the job's own folder: the kernel then needs no network at all
-        args = [f"--Execute.kernel_name={KERNEL_NAME}", "--KernelManager.transport=ipc",
-                f"--KernelManager.ip={runtime / 'kernel'}"]
-        return job, env, args
-
     def _job_cgroups(self, job: str) -> list[dict[str, tuple[int, str]]]:
-        kernels: dict[str, dict] = {}
+        groups: dict[str, dict] = {}
         for ctrl, (version, parent) in self.config.cgroups.items():
             try:
                 names = [n for n in os.listdir(parent) if n.startswith(job + "-")]
             except OSError:
                 names = []
             for n in names:
-                kernels.setdefault(n, {})[ctrl] = (version, os.path.join(parent, n))
-        return list(kernels.values())
+                groups.setdefault(n, {})[ctrl] = (version, os.path.join(parent, n))
+        return list(groups.values())
 
     def finish(self, job: str) -> list[str]:
         """After a job: what the limits stopped, as events; leftover processes killed, cgroups removed."""
@@ -940,7 +809,7 @@ def open_bwrap(hide: list[Path], limits: Limits | None = None) -> tuple["BwrapSa
 
 
 def check() -> tuple[dict | None, str]:
-    """Whether kernels can be sandboxed here: the probe's findings, or ``None`` and the reason why not."""
+    """Whether student processes can be sandboxed here: the probe's findings, or ``None`` and why not."""
     if not sys.platform.startswith("linux"):
         return None, f"sandboxing needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
@@ -990,9 +859,7 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) >= 4 and argv[0] == "--config" and argv[2] == "--run" and "--" in argv:
         return run(argv[1], argv[argv.index("--") + 1:])
-    if len(argv) >= 3 and argv[0] == "--config" and "--" in argv:
-        return launch(argv[1], argv[argv.index("--") + 1:])
-    print("usage: sandbox.py --probe | --config FILE -- KERNEL-COMMAND...", file=sys.stderr)
+    print("usage: sandbox.py --probe | --config FILE --run -- COMMAND...", file=sys.stderr)
     return 2
 
 

@@ -203,7 +203,7 @@ def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, ve
 ]
 
 # Tamper resistance: each of these gives the same wrong answer (no bias) and then tries to make the
-# tests pass anyway. Plain nbgrader gives some of them full marks; autograder/guard.py must not.
+# tests pass anyway. Plain nbgrader gives some of them full marks; here the tests run in another process.
 _NO_BIAS = '''
 def linear_forward(X, W, b):
     out = X @ W
