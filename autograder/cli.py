@@ -43,6 +43,22 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("report", help="item analysis: how many students passed each test (text, HTML, CSV)")
 
+    m = sub.add_parser("mutate", help="mutation testing: mutants generated from each graded function, graded by "
+                       "the trusted grader; reports/mutation.csv and .html list what no test catches")
+    m.add_argument("assignments", nargs="*")
+    m.add_argument("--operators", help="comma-separated operators (default: all of ignore_param, constant, compare, "
+                   "arith, mean_sum, dim, bounds, delete, return_const)")
+    m.add_argument("--limit", type=int, help="grade a deterministic sample of N mutants per assignment")
+    m.add_argument("--workers", type=int, default=2)
+    m.add_argument("--out", type=Path, help="folder for the reports (default: the course's reports/)")
+    m.add_argument("--all-tests", action="store_true", help="run every test on each mutant (default: stop at the "
+                   "first failing test)")
+    m.add_argument("--free-cells", action="store_true", help="also run the source's free cells (the demos)")
+    m.add_argument("--mutant", action="append", help="grade only this generated mutant (repeatable)")
+    m.add_argument("--list", action="store_true", help="print the generated mutants and their diffs; grade nothing")
+    m.add_argument("--report", action="store_true", help="rewrite the report from reports/mutation.json with the "
+                   "current equivalent_mutants.txt files; grade nothing")
+
     d = sub.add_parser("demo", help="release, grade a demo class of good and broken submissions, report")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--cell-timeout", type=int, help="cap on any cell's seconds (default: the budgets measured "
@@ -65,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(course.repo, root, workers=args.workers, cell_timeout=args.cell_timeout)
 
     course = Course.open(root=args.course, db_url=args.db_url)
-    if args.command != "collect" and not getattr(args, "check", False):
+    if args.command not in ("collect", "mutate") and not getattr(args, "check", False):
         course.check_gradebook()  # a gradebook server that is down or misnamed: one clear line, now
     if args.command == "release":
         from autograder.colab import stamp_repository
@@ -124,10 +140,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(files)} feedback file(s) under {course.feedback_dir()}")
         return 0
     if args.command == "export":
-        from autograder.reports import export_grades
+        from autograder.reports import export_grades, pending_manual
 
         print(f"wrote {export_grades(course, args.to.resolve())}")
+        pending = pending_manual(course)
+        if pending:
+            points = sum(pending.values())
+            print(f"warning: {len(pending)} submission(s) have written answers not graded yet ({points:g} points, "
+                  "counted as 0 in 'score'; column pending_written_points): grade them in the formgrader "
+                  "(make lab, then Nbgrader > Formgrader > Manual Grading) and export again", file=sys.stderr)
         return 0
+    if args.command == "mutate":
+        from autograder import mutate
+
+        operators = [o.strip() for o in args.operators.split(",") if o.strip()] if args.operators else None
+        try:
+            if args.report:
+                return mutate.rewrite_report(course, args.out)
+            if args.list:
+                for line in mutate.list_mutants(course, args.assignments or None, operators):
+                    print(line)
+                return 0
+            results, _ = mutate.run(course, args.assignments or None, operators, args.limit, args.workers, args.out,
+                                    args.all_tests, args.free_cells, args.mutant)
+        except ValueError as err:
+            print(f"mutate: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        return 1 if any(r.error for r in results) else 0
     if args.command == "report":
         from autograder.reports import write_report
 

@@ -311,8 +311,16 @@ class Autograder:
         """Grade in this thread's warm worker: nbgrader's Autograde in-process, the same pipeline."""
         job = {"repo": str(self.course.repo), "assignment": result.assignment, "student": result.student,
                "args": args[1:] + self.course.nbgrader_args(self.course.root / "staging"), "env": env}
+        timeout = self.job_timeout
+        if self._budget_file is not None:   # the budgets measured on the solution, all notebooks together
+            from autograder import budgets
+
+            limits = [budgets.limits(str(self._budget_file), result.assignment, nb.stem)[1]
+                      for nb in self.course.source_notebooks(result.assignment)]
+            if limits and all(limits):
+                timeout = min(timeout, sum(limits))
         try:
-            reply = self._worker().run(job, timeout=self.job_timeout + 120)
+            reply = self._worker().run(job, timeout=timeout + 120)
         except WorkerGone as err:
             return f"[ERROR] {err}", -signal.SIGKILL
         for v in reply.get("verdicts", []):

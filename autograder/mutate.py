@@ -468,6 +468,19 @@ def generate(nb, operators=None) -> list[GeneratedMutant]:
     return out
 
 
+def list_mutants(course, assignments: list[str] | None = None, operators=None):
+    """Lines: each generated mutant of ``assignments`` (default: all), with its diff."""
+    import nbformat
+
+    for assignment in assignments or course.assignments():
+        equivalents, _ = read_equivalents(course.source_dir / assignment / EQUIVALENTS_FILE)
+        for source in course.source_notebooks(assignment):
+            for m in generate(nbformat.read(str(source), as_version=4), operators):
+                note = f"  [equivalent: {equivalents[m.name]}]" if m.name in equivalents else ""
+                yield f"{assignment}  {m.name}  ({m.region} code){note}"
+                yield "\n".join("    " + line for line in m.diff.splitlines()[2:])
+
+
 def sample(mutants: list, limit: int | None) -> list:
     """A deterministic sample of ``limit`` mutants (by a hash of their names), in their original order."""
     if limit is None or limit >= len(mutants):
@@ -515,6 +528,10 @@ _WORKER: dict = {}
 def _worker_init() -> None:
     """A warm grading process: the libraries imported once, and a zygote for its student processes."""
     started = time.monotonic()
+    from autograder import verdict, zygote
+
+    # no sandbox: mutants are the course's own code (see the module's docstring); it imports beside this process
+    z = zygote.Zygote(None, dict(os.environ))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -524,10 +541,13 @@ def _worker_init() -> None:
             __import__(name)
         except ImportError:
             pass
-    from autograder import verdict, zygote
-
-    # no sandbox: mutants are the course's own code (see the module's docstring)
-    verdict.ZYGOTE, verdict.ZYGOTE_SPEC = zygote.Zygote(None, dict(os.environ)), None
+    if getattr(z, "ready", True) is False:
+        # wait for it here: a fork's first spawn would consume the zygote's one "ready" and its flag would
+        # not come back to this process, so the next fork would wait for a "ready" that never comes
+        if b"ready" not in z.sock.recv(1 << 16):
+            raise RuntimeError("the student-process zygote did not start")
+        z.ready = True
+    verdict.ZYGOTE, verdict.ZYGOTE_SPEC = z, None
     _WORKER.update(warm_s=round(time.monotonic() - started, 3))
 
 
@@ -961,17 +981,52 @@ def load_report_data(out: Path) -> dict:
         return {}
 
 
-def write_report(results: list[AssignmentResult], out: Path, meta: dict | None = None) -> tuple[Path, Path, dict]:
-    """Merge ``results`` into ``out/mutation.json``; write the CSVs and the HTML from all it holds."""
+def reclassify(data: dict, source_dir: Path) -> None:
+    """Apply the current ``equivalent_mutants.txt`` files to graded mutants, in place (no regrading needed)."""
+    import nbformat
+
+    for assignment, entry in data.items():
+        path = source_dir / assignment / EQUIVALENTS_FILE
+        equivalents, problems = read_equivalents(path)
+        warnings = [w for w in entry.get("warnings", []) if EQUIVALENTS_FILE not in w] + problems
+        names = {m.name for nb in sorted((source_dir / assignment).glob("*.ipynb"))
+                 for m in generate(nbformat.read(str(nb), as_version=4))}
+        unknown = sorted(set(equivalents) - names)
+        if unknown:
+            warnings.append(f"{EQUIVALENTS_FILE} names mutants that are not generated: {', '.join(unknown[:10])}")
+        for m in entry.get("mutants", []):
+            listed = m["name"] in equivalents
+            if m["status"] in ("survived", "equivalent"):
+                m["status"], m["reason"] = ("equivalent", equivalents[m["name"]]) if listed else ("survived", "")
+            elif m["status"] == "killed" and listed:
+                warnings.append(f"{m['name']} is listed as equivalent but {m['killed_by']} kills it: remove it from "
+                                f"{EQUIVALENTS_FILE}")
+        entry["warnings"] = list(dict.fromkeys(warnings))
+
+
+def write_report(results: list[AssignmentResult], out: Path, meta: dict | None = None,
+                 source_dir: Path | None = None) -> tuple[Path, Path, dict]:
+    """Merge ``results`` into ``out/mutation.json``; write the CSVs and the HTML from all it holds. A run of
+    named mutants (``--mutant``) updates those in the assignment's entry. With ``source_dir``, the
+    equivalent-mutant lists there are applied to every entry."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_report_data(out)
-    data.pop("_meta", None)
+    previous = data.pop("_meta", {})
     for r in results:
         entry = asdict(r)
         entry["mutants"] = [asdict(m) if not isinstance(m, dict) else m for m in r.mutants]
+        old = data.get(r.assignment)
+        if r.options.get("names") and old and old.get("source_hash") == r.source_hash and not r.error:
+            by_name = {m["name"]: m for m in old.get("mutants", [])}
+            by_name.update({m["name"]: m for m in entry["mutants"]})
+            old["mutants"] = list(by_name.values())
+            old["warnings"] = list(dict.fromkeys(old.get("warnings", []) + entry["warnings"]))
+            entry = old
         data[r.assignment] = entry
+    if source_dir is not None:
+        reclassify(data, source_dir)
     tmp = out / f"mutation.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({**data, "_meta": meta or {}}, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps({**data, "_meta": meta if meta is not None else previous}, indent=1, sort_keys=True))
     tmp.replace(out / "mutation.json")
     rows = summary_rows(data)
     csv_path = out / "mutation.csv"
@@ -1073,7 +1128,7 @@ def run(course, assignments: list[str] | None = None, operators=None, limit: int
         warm = list(engine.warm)
     figures = {"workers": workers, "seconds": round(time.monotonic() - started, 3),
                "worker_start_s": max(warm) if warm else None, "interrupted": interrupted}
-    csv_path, html_path, data = write_report(results, out, figures)
+    csv_path, html_path, data = write_report(results, out, figures, course.source_dir)
     log(text_summary(data, [r.assignment for r in results]))
     graded = [m for r in results for m in r.mutants]
     if graded:
@@ -1085,6 +1140,19 @@ def run(course, assignments: list[str] | None = None, operators=None, limit: int
             log(f"warning: {r.assignment}: {warning}")
     log(f"wrote {csv_path} and {html_path}")
     return results, figures
+
+
+
+def rewrite_report(course, out: Path | None = None, log=print) -> int:
+    """The report again from ``mutation.json``, with the current equivalent-mutant lists (grades nothing)."""
+    out = Path(out) if out else course.reports_dir
+    if not (out / "mutation.json").is_file():
+        log(f"no {out / 'mutation.json'}: run the mutants first")
+        return 1
+    csv_path, html_path, data = write_report([], out, None, course.source_dir)
+    log(text_summary(data))
+    log(f"wrote {csv_path} and {html_path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,12 +24,39 @@ class ItemStats:
 
 
 def export_grades(course: Course, dest: Path) -> Path:
-    """``nbgrader export`` to ``dest`` (CSV, one row per student per assignment)."""
+    """``nbgrader export`` to ``dest`` (CSV, one row per student per assignment), plus a column
+    ``pending_written_points``: the points of written answers nobody has graded yet (their score
+    counts as 0 in ``score`` until someone grades them in the formgrader)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     proc = course.nbgrader("export", f"--to={dest}")
     if proc.returncode != 0:
         raise RuntimeError(f"nbgrader export failed:\n{proc.stderr[-2000:]}")
+    pending = pending_manual(course)
+    with dest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0].keys()) if rows else ["assignment", "student_id"]
+    with dest.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields + ["pending_written_points"])
+        w.writeheader()
+        for row in rows:
+            row["pending_written_points"] = f"{pending.get((row.get('assignment'), row.get('student_id')), 0.0):g}"
+            w.writerow(row)
     return dest
+
+
+def pending_manual(course: Course) -> dict[tuple[str, str], float]:
+    """(assignment, student) -> points of written answers still to be graded by hand (absent: none)."""
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(course.sqlite_url()) as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                points = sum(g.max_score for nb in sub.notebooks for g in nb.grades
+                             if g.cell.cell_type != "code" and g.needs_manual_grade)
+                if points:
+                    out[(assignment.name, sub.student.id)] = points
+    return out
 
 
 def scores(course: Course) -> dict[tuple[str, str], tuple[float, float, float]]:
@@ -107,14 +134,21 @@ def write_report(course: Course) -> tuple[Path, Path, str]:
 
 
 def score_table(course: Course, results=None) -> str:
-    """A plain-text table of autograded scores per student and assignment, with failure reasons."""
+    """A plain-text table of autograded scores per student and assignment, the written answers still
+    to grade by hand, and failure reasons."""
+    from autograder.sanitize import one_line
+
     table = scores(course)
+    pending = pending_manual(course)
     status = {(r.assignment, r.student): r for r in results or []}
-    lines = [f"{'student':<24} {'assignment':<18} {'auto score':>12}  {'manual':>6}  note"]
+    lines = [f"{'student':<24} {'assignment':<18} {'auto score':>12}  {'written':<12}  note"]
     for (assignment, student), (auto, auto_max, manual) in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         r = status.get((assignment, student))
         note = ""
         if r is not None:
-            note = f"FAILED: {r.reason}" if r.status == "failed" else "; ".join(r.events)
-        lines.append(f"{student:<24} {assignment:<18} {auto:>5g} / {auto_max:<4g}  {manual:>6g}  {note[:110]}")
+            note = f"{r.status.upper()}: {r.reason}" if r.status in ("failed", "refused") else "; ".join(r.events)
+        todo = pending.get((assignment, student), 0)
+        written = f"{todo:g} pending" if todo else ("graded" if manual else "-")
+        lines.append(f"{one_line(student, 24):<24} {assignment:<18} {auto:>5g} / {auto_max:<4g}  {written:<12}  "
+                     f"{one_line(note, 110)}")
     return "\n".join(lines)

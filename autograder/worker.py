@@ -74,6 +74,9 @@ def fork_run_job(job: dict) -> dict:
         reply = {}
     if not reply.get("ok"):
         why = reply.get("error") or f"the grading process ended with status {status}"
+        if "zygote" in why and verdict.ZYGOTE is not None:   # its state is unknown now: start a fresh one next time
+            verdict.ZYGOTE.close()
+            verdict.ZYGOTE, verdict.ZYGOTE_SPEC = None, None
         raise RuntimeError(f"the trusted grader failed: {why}")
     return reply["verdict"]
 
@@ -123,9 +126,17 @@ def grade(job: dict) -> dict:
 
     from autograder import preprocessors
 
+    from autograder import verdict
+
     preprocessors.VERDICTS.clear()
     if os.environ.get("COURSE_ZYGOTE", "1") != "0":
         _zygote_for(job.get("env") or {})
+        if verdict.ZYGOTE is not None:
+            try:
+                verdict.ZYGOTE.wait_ready()      # here, not in a fork: the forks share its socket
+            except Exception as err:  # noqa: BLE001
+                print(f"the zygote failed ({err}): student processes start fresh", file=sys.stderr)
+                verdict.ZYGOTE, verdict.ZYGOTE_SPEC = None, None
     saved = dict(os.environ)
     os.environ.update(job.get("env") or {})
     try:

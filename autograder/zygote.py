@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(fds) != FDS:
             for fd in fds:
                 os.close(fd)
-            control.sendall(json.dumps({"error": "expected 5 descriptors"}).encode())
+            control.sendall(json.dumps({"error": "expected 5 descriptors", "nonce": request.get("nonce")}).encode())
             continue
         pid = os.fork()
         if pid == 0:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             _child(request, fds, config)
         for fd in fds:
             os.close(fd)
-        control.sendall(json.dumps({"pid": pid}).encode())
+        control.sendall(json.dumps({"pid": pid, "nonce": request.get("nonce")}).encode())
 
 
 class Zygote:
@@ -173,13 +173,34 @@ class Zygote:
         self.sock = ours
         self.ready = False     # it imports while its worker does: the first spawn waits for it
 
-    def spawn(self, workdir: str, env: dict, job: str, fds: list[int]) -> int:
+    def wait_ready(self, timeout: float = 600) -> None:
+        """Wait (in the worker itself, before it forks a grader) until the zygote has imported."""
         if not self.ready:
-            if b"ready" not in self.sock.recv(1 << 16):
-                raise RuntimeError("the student-process zygote did not start")
+            self.sock.settimeout(timeout)
+            try:
+                if b"ready" not in self.sock.recv(1 << 16):
+                    raise RuntimeError("the student-process zygote did not start")
+            finally:
+                self.sock.settimeout(None)
             self.ready = True
-        send_fds(self.sock, {"workdir": workdir, "env": env, "job": job}, fds)
-        reply = json.loads(self.sock.recv(1 << 16) or b"{}")
+
+    def spawn(self, workdir: str, env: dict, job: str, fds: list[int], timeout: float = 120) -> int:
+        """A new student process (its pid); the reply is matched to this request by a nonce, so a
+        request abandoned by a killed grader can never hand its process to the next one."""
+        import secrets
+
+        if not self.ready:
+            raise RuntimeError("the zygote is not ready (wait_ready first)")
+        nonce = secrets.token_hex(8)
+        self.sock.settimeout(timeout)
+        try:
+            send_fds(self.sock, {"workdir": workdir, "env": env, "job": job, "nonce": nonce}, fds)
+            while True:
+                reply = json.loads(self.sock.recv(1 << 16) or b"{}")
+                if reply.get("nonce") == nonce or not reply:
+                    break
+        finally:
+            self.sock.settimeout(None)
         if "pid" not in reply:
             raise RuntimeError(f"the zygote could not start a student process: {reply.get('error', 'no reply')}")
         return int(reply["pid"])

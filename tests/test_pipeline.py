@@ -53,6 +53,23 @@ def test_export_writes_grades_csv(graded_class, tmp_path):
     assert all(exported[(a, "blank")] == 0 for a, _ in results if (a, "blank") in results)
 
 
+def test_export_marks_written_answers_still_to_grade(graded_class, tmp_path):
+    """The CSV says how many points of written answers await a human: the solution's answers do, the blank's don't."""
+    from autograder.course import read_notebook
+    from autograder.reports import score_table
+
+    course, results = graded_class
+    rows = list(csv.DictReader(export_grades(course, tmp_path / "grades.csv").open()))
+    pending = {(r["assignment"], r["student_id"]): float(r["pending_written_points"]) for r in rows}
+    for assignment in {a for a, _ in results}:
+        written = sum(c.metadata.nbgrader.get("points", 0) for nb in course.source_notebooks(assignment)
+                      for c in read_notebook(nb).cells
+                      if c.cell_type == "markdown" and c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+        assert pending[(assignment, "perfect")] == written, assignment
+        assert pending[(assignment, "blank")] == 0, assignment
+    assert "pending" in score_table(course)
+
+
 def test_report_item_analysis(graded_class):
     """The item analysis counts, per test, the students who passed (perfect yes, blank no)."""
     course, results = graded_class
