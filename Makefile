@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKERS ?= 2
 
-.PHONY: venv demo test release check-release collect autograde feedback export report lab bench pretrain clean
+.PHONY: venv demo test release check-release collect autograde feedback export report mutation lab bench pretrain clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -43,8 +43,11 @@ export: $(STAMP)
 report: $(STAMP)
 	$(PY) -m autograder report
 
-lab: $(STAMP)               ## JupyterLab with nbgrader's extension, on this course
-	$(VENV)/bin/jupyter lab
+mutation: $(STAMP)          ## mutants generated from every graded function, graded fast: reports/mutation.{csv,html}
+	$(PY) -m autograder mutate --workers $(WORKERS)
+
+lab: $(STAMP)               ## JupyterLab with nbgrader's formgrader, on this course (COURSE=dir for another root)
+	$(PY) -m autograder $(if $(COURSE),--course $(COURSE)) lab
 
 bench: $(STAMP)             ## speed figures (not tests): autograde overhead and parallel speed-up
 	$(PY) -m autograder.bench

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("report", help="item analysis: how many students passed each test (text, HTML, CSV)")
 
+    lab = sub.add_parser("lab", help="JupyterLab with nbgrader's formgrader on this course (with --course: "
+                         "that course root, which gets an nbgrader_config.py pointing at this repository)")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+
     m = sub.add_parser("mutate", help="mutation testing: mutants generated from each graded function, graded by "
                        "the trusted grader; reports/mutation.csv and .html list what no test catches")
     m.add_argument("assignments", nargs="*")
@@ -169,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
         return 1 if any(r.error for r in results) else 0
+    if args.command == "lab":
+        import os
+
+        course.write_nbgrader_config()   # a course root apart from the repository: nbgrader's apps read this
+        argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={course.root}", *args.lab_args]
+        os.chdir(course.root)
+        os.execv(sys.executable, argv)
     if args.command == "report":
         from autograder.reports import write_report
 
