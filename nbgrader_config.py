@@ -16,7 +16,7 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 # Mutants (wrong answers used by the test harness) live beside each assignment, never released.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "mutants.py"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "mutants.py", "equivalent_mutants.txt"]
 if os.environ.get("COURSE_DB_URL"):
     c.CourseDirectory.db_url = os.environ["COURSE_DB_URL"]
 

@@ -1122,13 +1122,14 @@ def run(course, assignments: list[str] | None = None, operators=None, limit: int
             for assignment in assignments:
                 results.append(grade_assignment(engine, course, assignment, operators, limit, all_tests, free_cells,
                                                 names, log=log))
+                write_report(results[-1:], out, None, course.source_dir)     # kept even if a later one fails
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: the assignments finished so far are reported")
         warm = list(engine.warm)
     figures = {"workers": workers, "seconds": round(time.monotonic() - started, 3),
                "worker_start_s": max(warm) if warm else None, "interrupted": interrupted}
-    csv_path, html_path, data = write_report(results, out, figures, course.source_dir)
+    csv_path, html_path, data = write_report([], out, figures, course.source_dir)
     log(text_summary(data, [r.assignment for r in results]))
     graded = [m for r in results for m in r.mutants]
     if graded:
@@ -1136,11 +1137,10 @@ def run(course, assignments: list[str] | None = None, operators=None, limit: int
             f"({len(graded) / figures['seconds']:.2f} per second; worker start-up {figures['worker_start_s'] or 0:.1f} s, "
             f"mean {sum(m.seconds for m in graded) / len(graded):.2f} s per mutant in a worker)")
     for r in results:
-        for warning in r.warnings:
+        for warning in data.get(r.assignment, {}).get("warnings", []):
             log(f"warning: {r.assignment}: {warning}")
     log(f"wrote {csv_path} and {html_path}")
     return results, figures
-
 
 
 def rewrite_report(course, out: Path | None = None, log=print) -> int:
