@@ -8,7 +8,8 @@ cells of every notebook (``lectures/``, ``solutions/``, ``assignments/``) and fi
 * every pair's Chinese must be the glossary's rendering of its English term, and every pair's term
   must be in the glossary (so the glossary covers every term any notebook pairs with Chinese);
 * in the lectures, read in course order (00, 01, ...), the first use of each glossary term must carry
-  its Chinese, and the ``lecture`` column must name the lecture of that first use.
+  its Chinese, and the ``lecture`` column must name the lecture of that first use. Text in quotation
+  marks (a paper's title) does not count as a use.
 
 The ``lecture`` column holds ``NN`` (first used, with its Chinese, in lecture NN), ``NN†`` (an everyday
 English word before lecture NN, e.g. "value" or "key"; a key term from NN on, where its first use is
@@ -40,6 +41,30 @@ ASSIGNMENT_NOTEBOOKS = sorted(p for d in ("solutions", "assignments") for p in (
 # The assignments' authors should make these agree with the glossary and then delete the entries; the
 # same pair is accepted in both solutions/ and assignments/ (the release copies the source's markdown).
 ASSIGNMENT_EXCEPTIONS: set[tuple[str, str, str]] = {
+    # "## 1. The linear layer (全连接层)": the glossary has linear layer (线性层), fully connected layer (全连接层)
+    ("01_backprop", "linear layer", "全连接层"),
+    # "## 2. The tanh nonlinearity (激活函数)": nonlinearity is 非线性; activation function is 激活函数
+    ("01_backprop", "nonlinearity", "激活函数"),
+    # "## 8. Experiment: gradients through a deep network (梯度消失)": the Chinese names no term of the heading
+    ("02_activations", "deep network", "梯度消失"),
+    # "### BCE on logits, computed stably (数值稳定)": the term is numerically stable (数值稳定)
+    ("03_losses", "?", "数值稳定"),
+    # "With a one-hot (独热编码)": one-hot is 独热 (as in lecture 00)
+    ("03_losses", "one-hot", "独热编码"),
+    # "## 1. Following a gradient on a 2-D function (梯度下降)": the term gradient descent is missing
+    ("04_optimizers", "?", "梯度下降"),
+    # "Recurrent networks: RNN, LSTM, GRU (循环神经网络)": the term is recurrent neural network
+    ("06_rnn", "?", "循环神经网络"),
+    # "return the logits (未归一化的分数)": logit is 对数几率
+    ("06_rnn", "logit", "未归一化的分数"),
+    # "**backward** (反向传播)": the term is backward pass (反向传播)
+    ("08_exp1_fitting", "?", "反向传播"),
+    # "(dead neurons, 神经元死亡)": dead neuron is 死亡神经元
+    ("08_exp1_fitting", "dead neuron", "神经元死亡"),
+    # "CIFAR-10 with ResNet20 (残差网络)": the term is residual network (残差网络)
+    ("09_exp2_cifar10", "?", "残差网络"),
+    # "flip the image left-right (水平翻转)": the term is horizontal flip (水平翻转)
+    ("09_exp2_cifar10", "?", "水平翻转"),
 }
 
 # Terms that the primer (lecture 00, another author's file) uses before giving their Chinese. If lecture
@@ -53,7 +78,7 @@ LECTURE_00_EXCEPTIONS: set[str] = {
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 PAREN = re.compile(r"[(（]([^()（）]*)[)）]")
-WORD_GAP = r"[\s\-‐/]*"   # between the words of a term: spaces, hyphens ("mini-batch" = "mini batch"), "/"
+WORD_GAP = r"[\s\-‐–/]*"   # between the words of a term: spaces, hyphens ("mini-batch" = "mini batch"), "/"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,7 +124,7 @@ def _glossary() -> tuple[Term, ...]:
 
 
 def _term_pattern(english: str) -> str:
-    words = [w for w in re.split(r"[\s\-‐/]+", _canon(english)) if w]
+    words = [w for w in re.split(r"[\s\-‐–/]+", _canon(english)) if w]
     *head, last = words
     if re.search(r"[^aeiou]y$", last):
         last_pat = re.escape(last[:-1]) + r"(?:y|ies)"
@@ -111,29 +136,41 @@ def _term_pattern(english: str) -> str:
     return r"(?<![\w\-])" + body + r"(?![\w\-])"
 
 
+def _first_key(text: str) -> str:
+    return text[:3]
+
+
 @lru_cache(maxsize=None)
-def _matcher() -> tuple[re.Pattern, dict[str, Term]]:
-    """One regex for all terms, longest first, so "gradient descent" wins over "gradient"."""
+def _index() -> dict[str, tuple[tuple[int, str, Term], ...]]:
+    """Every spelling of every term, numbered longest first, by the first three letters of its first word."""
     spellings = sorted(((s, t) for t in _glossary() for s in t.spellings), key=lambda st: -len(st[0]))
-    pattern = "|".join(f"(?P<g{i}>{_term_pattern(s)})" for i, (s, _) in enumerate(spellings))
-    groups = {f"g{i}": t for i, (_, t) in enumerate(spellings)}
-    return re.compile(pattern), groups
+    index: dict[str, list] = {}
+    for n, (spelling, term) in enumerate(spellings):
+        first = re.split(r"[\s\-‐–/]+", _canon(spelling).strip())[0]
+        index.setdefault(_first_key(first), []).append((n, spelling, term))
+    return {k: tuple(v) for k, v in index.items()}
 
 
-def find_terms(text: str) -> list[tuple[Term, int, int]]:
-    """Non-overlapping glossary terms in ``text``, leftmost-longest, as (term, start, end)."""
-    regex, groups = _matcher()
+@lru_cache(maxsize=None)
+def _pattern(spelling: str) -> re.Pattern:
+    return re.compile(_term_pattern(spelling))
+
+
+@lru_cache(maxsize=None)
+def find_terms(text: str) -> tuple[tuple[Term, int, int], ...]:
+    """Non-overlapping glossary terms in ``text``, leftmost first and, at one place, the longest."""
     canon = _canon(text)
+    index = _index()
+    words = {_first_key(w) for w in re.findall(r"[a-z0-9][a-z0-9'’_]*", canon)}
+    hits = [(m.start(), -(m.end() - m.start()), n, m.end(), term)
+            for k in words for n, spelling, term in index.get(k, ())
+            for m in _pattern(spelling).finditer(canon)]
     found, pos = [], 0
-    while True:
-        m = regex.search(canon, pos)
-        if not m:
-            return found
-        # the alternation is ordered longest first, but at one position a shorter term can still win
-        # when it starts earlier; among matches at the same start keep the longest
-        best = max((g for g, v in m.groupdict().items() if v is not None), key=lambda g: len(m.group(g)))
-        found.append((groups[best], m.start(), m.start() + len(m.group(best))))
-        pos = m.start() + len(m.group(best))
+    for start, _, _, end, term in sorted(hits, key=lambda h: h[:3]):
+        if start >= pos:
+            found.append((term, start, end))
+            pos = end
+    return tuple(found)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -183,6 +220,7 @@ class Pair:
 
 
 def _chinese_parts(inside: str) -> tuple[list[str], list[str]]:
+    inside = re.sub(r"《[^》]*》", " ", inside)          # a book title, not a term: 《动手学深度学习》
     parts = [p.strip(" \"'“”‘’.") for p in re.split(r"[,，;；、:：]|\s—\s", inside)]
     chinese = [" ".join(p.split()) for p in parts if CJK.search(p)]
     english = [p for p in parts if p and not CJK.search(p)]
@@ -257,7 +295,7 @@ def _paired(term: Term, start: int, end: int, segment: str) -> bool:
             return True
         gap = segment[end:m.start()]
         if m.start() >= end and len(gap.split()) <= 6 and not re.search(r"[.!?:;]\s", gap + " ") \
-                and not PAREN.search(gap):
+                and not PAREN.search(gap) and all(t is not term for t, _, _ in find_terms(gap)):
             return True                                               # "kernel size, stride (卷积核大小, 步长)"
     return False
 
@@ -274,7 +312,9 @@ def first_uses() -> dict[str, tuple[Path, str, bool, str]]:
         number = lecture_number(path)
         for i, src in _cells(path):
             for segment in prose_segments(src):
-                for term, start, end in find_terms(segment):
+                # quoted text (a paper's title, someone's phrase) is not the lecture's own use of a term
+                unquoted = re.sub(r'"[^"]*"|“[^”]*”', lambda m: " " * len(m.group()), segment)
+                for term, start, end in find_terms(unquoted):
                     if term.english in out:
                         continue
                     if term.everyday and (term.lecture is None or number < term.lecture):
@@ -299,7 +339,7 @@ def test_glossary_is_well_formed():
     problems = []
     for t in terms:
         for spelling in t.spellings:
-            key = " ".join(re.split(r"[\s\-‐/]+", _canon(spelling)))
+            key = " ".join(re.split(r"[\s\-‐–/]+", _canon(spelling)))
             if key in seen:
                 problems.append(f"line {t.line}: '{spelling}' is already on line {seen[key]}: one rendering per term")
             seen[key] = t.line
