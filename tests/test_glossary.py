@@ -40,32 +40,7 @@ ASSIGNMENT_NOTEBOOKS = sorted(p for d in ("solutions", "assignments") for p in (
 # Known disagreements in assignment notebooks, as (notebook stem, English term, Chinese written there).
 # The assignments' authors should make these agree with the glossary and then delete the entries; the
 # same pair is accepted in both solutions/ and assignments/ (the release copies the source's markdown).
-ASSIGNMENT_EXCEPTIONS: set[tuple[str, str, str]] = {
-    # "## 1. The linear layer (全连接层)": the glossary has linear layer (线性层), fully connected layer (全连接层)
-    ("01_backprop", "linear layer", "全连接层"),
-    # "## 2. The tanh nonlinearity (激活函数)": nonlinearity is 非线性; activation function is 激活函数
-    ("01_backprop", "nonlinearity", "激活函数"),
-    # "## 8. Experiment: gradients through a deep network (梯度消失)": the Chinese names no term of the heading
-    ("02_activations", "deep network", "梯度消失"),
-    # "### BCE on logits, computed stably (数值稳定)": the term is numerically stable (数值稳定)
-    ("03_losses", "?", "数值稳定"),
-    # "With a one-hot (独热编码)": one-hot is 独热 (as in lecture 00)
-    ("03_losses", "one-hot", "独热编码"),
-    # "## 1. Following a gradient on a 2-D function (梯度下降)": the term gradient descent is missing
-    ("04_optimizers", "?", "梯度下降"),
-    # "Recurrent networks: RNN, LSTM, GRU (循环神经网络)": the term is recurrent neural network
-    ("06_rnn", "?", "循环神经网络"),
-    # "return the logits (未归一化的分数)": logit is 对数几率
-    ("06_rnn", "logit", "未归一化的分数"),
-    # "**backward** (反向传播)": the term is backward pass (反向传播)
-    ("08_exp1_fitting", "?", "反向传播"),
-    # "(dead neurons, 神经元死亡)": dead neuron is 死亡神经元
-    ("08_exp1_fitting", "dead neuron", "神经元死亡"),
-    # "CIFAR-10 with ResNet20 (残差网络)": the term is residual network (残差网络)
-    ("09_exp2_cifar10", "?", "残差网络"),
-    # "flip the image left-right (水平翻转)": the term is horizontal flip (水平翻转)
-    ("09_exp2_cifar10", "?", "水平翻转"),
-}
+ASSIGNMENT_EXCEPTIONS: set[tuple[str, str, str]] = set()
 
 # Terms that the primer (lecture 00, another author's file) uses before giving their Chinese. If lecture
 # 00 gives the Chinese further down, that counts as the first use; if it never does, the check moves on

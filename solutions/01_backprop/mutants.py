@@ -200,6 +200,63 @@ def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, ve
         losses.append(loss)
     return params, losses
 ''', "hard-codes a tiny learning rate instead of using lr"),
+    Mutant("train_ignores_seed", "train_mlp", '''
+def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
+    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, 0)
+    losses = []
+    for _ in range(num_iters):
+        loss, grads = mlp_loss(X, y, params, reg)
+        for name in params:
+            params[name] -= lr * grads[name]
+        losses.append(loss)
+    return params, losses
+''', "always initialises with seed 0"),
+    Mutant("train_ignores_reg", "train_mlp", '''
+def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
+    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
+    losses = []
+    for _ in range(num_iters):
+        loss, grads = mlp_loss(X, y, params)
+        for name in params:
+            params[name] -= lr * grads[name]
+        losses.append(loss)
+    return params, losses
+''', "trains without the L2 penalty whatever reg is"),
+    Mutant("train_two_classes", "train_mlp", '''
+def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
+    params = init_params(X.shape[1], hidden_size, 2, seed)
+    losses = []
+    for _ in range(num_iters):
+        loss, grads = mlp_loss(X, y, params, reg)
+        for name in params:
+            params[name] -= lr * grads[name]
+        losses.append(loss)
+    return params, losses
+''', "hard-codes two classes"),
+    Mutant("train_loss_after_step", "train_mlp", '''
+def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
+    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
+    losses = []
+    for _ in range(num_iters):
+        _, grads = mlp_loss(X, y, params, reg)
+        for name in params:
+            params[name] -= lr * grads[name]
+        losses.append(mlp_loss(X, y, params, reg)[0])
+    return params, losses
+''', "records each loss after its step, not before"),
+    Mutant("numgrad_fixed_step", "numerical_gradient", '''
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x, dtype=float)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + 1e-5
+        f_plus = f(x)
+        x[i] = old - 1e-5
+        f_minus = f(x)
+        x[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * 1e-5)
+    return grad
+''', "ignores h and always steps by 1e-5"),
 ]
 
 # Tamper resistance: each of these gives the same wrong answer (no bias) and then tries to make the
