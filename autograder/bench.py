@@ -312,9 +312,12 @@ def _autograde(root: Path, repo: Path, cell_timeout: int, log: Path) -> subproce
     cmd = [sys.executable, "-m", "autograder", "--course", str(root), "autograde",
            "--workers", "2", "--cell-timeout", str(cell_timeout)]
     with log.open("w") as f:
-        # its own process group and session, as a command typed in a terminal: Ctrl+C there signals this group
+        # its own process group and session, as a command typed in a terminal: Ctrl+C there signals this group.
+        # A terminal's command takes Ctrl+C even when this bench was started in the background (a shell's `&`
+        # makes its children ignore SIGINT, and Python then installs no KeyboardInterrupt for it).
         return subprocess.Popen(cmd, cwd=repo, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _stop(proc: subprocess.Popen) -> None:

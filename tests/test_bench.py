@@ -67,6 +67,15 @@ def test_bench_class_and_resume_smoke(tmp_path, monkeypatch):
 
 def test_ctrl_c_landing_on_a_worker_thread_stops_before_a_queued_submission_starts():
     """SIGINT taken by a worker thread (Linux may pick any thread) still wakes the main thread at once."""
+    # a run started in the background by a shell (`make test &`) inherits SIGINT ignored: Ctrl+C as in a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_from_a_worker_thread()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_from_a_worker_thread():
     pool = ThreadPoolExecutor(2)
     futures = [pool.submit(subprocess.run, ["sleep", "2"]) for _ in range(3)]
     time.sleep(0.3)
