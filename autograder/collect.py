@@ -4,6 +4,11 @@ Accepted layouts (inside the folder or the zip): ``<student>/<assignment>/<files
 ``--assignment A``, ``<student>/<files>``. Each submission's ``timestamp.txt`` is the time this
 command received it (a student's own is replaced). Names are checked, so a crafted zip cannot write
 outside ``submitted/`` (no ``..``, no absolute paths, no links).
+
+A notebook handed in under another name than the release's is renamed when there is no doubt which
+it is: what Colab, browsers and LMSs make of ``01_backprop.ipynb`` ("Copy of 01_backprop.ipynb",
+"01_backprop (1).ipynb", "01_backprop.ipynb.json", "01_backprop copy.ipynb"), or the only notebook of
+a one-notebook assignment. Every rename, and every notebook that cannot be placed, is reported by name.
 """
 from __future__ import annotations
 
@@ -17,6 +22,50 @@ from pathlib import Path, PurePosixPath
 from autograder.course import Course
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def notebook_stem(filename: str) -> str | None:
+    """The release notebook a handed-in file name stands for (lower case), or None if not a notebook:
+    "Copy of 01_backprop (2).ipynb.json" -> "01_backprop"."""
+    name = filename.strip()
+    if name.lower().endswith(".ipynb.json"):
+        name = name[:-len(".json")]
+    if not name.lower().endswith(".ipynb"):
+        return None
+    stem = name[:-len(".ipynb")].strip()
+    stem = re.sub(r"^(?:copy[ _]of[ _]+)+", "", stem, flags=re.IGNORECASE)      # Colab, Google Drive
+    stem = re.sub(r"(?:[ _-]*\(\d+\))+$", "", stem)                              # browsers: "X (1)"
+    stem = re.sub(r"[ _-]copy(?:[ _-]\d+)?$", "", stem, flags=re.IGNORECASE)    # macOS: "X copy 2"
+    return stem.strip().lower()
+
+
+def place_notebooks(folder: Path, expected: list[str], label: str) -> list[str]:
+    """Rename the notebooks in ``folder`` to the release's names where there is no doubt; report the rest."""
+    notes = []
+    present = {p.name for p in folder.iterdir() if p.is_file()}
+    others = sorted(n for n in present if n not in expected and notebook_stem(n) is not None)
+    by_stem = {Path(e).stem.lower(): e for e in expected}
+    for name in list(others):
+        target = by_stem.get(notebook_stem(name))
+        if target is None:
+            continue
+        others.remove(name)
+        if target in present:
+            notes.append(f"{label}: {name!r} handed in beside {target!r}: {target!r} is graded, {name!r} kept but not")
+            continue
+        (folder / name).rename(folder / target)
+        present = (present - {name}) | {target}
+        notes.append(f"{label}: {name!r} renamed to {target!r}")
+    missing = [e for e in expected if e not in present]
+    if len(expected) == 1 and missing and len(others) == 1:
+        (folder / others[0]).rename(folder / expected[0])
+        notes.append(f"{label}: {others[0]!r}, its only notebook, renamed to {expected[0]!r}")
+        others, missing = [], []
+    for name in others:
+        notes.append(f"{label}: cannot tell which notebook {name!r} is (expected {', '.join(expected)}): not graded")
+    for name in missing:
+        notes.append(f"{label}: no {name!r} handed in: it scores zero")
+    return notes
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
@@ -64,6 +113,9 @@ def collect(course: Course, source: Path, assignment: str | None = None) -> list
                                 ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
                 for link in [p for p in dest.rglob("*") if p.is_symlink()]:
                     link.unlink()
+                expected = sorted(p.name for p in (course.release_dir / name).glob("*.ipynb"))
+                for note in place_notebooks(dest, expected, f"{student}/{name}") if expected else []:
+                    print(note)
                 # when the submission was received, as this command saw it: a timestamp.txt the student's
                 # files carried is replaced (nbgrader reads this file for late penalties)
                 if (dest / "timestamp.txt").exists():
