@@ -13,12 +13,14 @@ In a terminal, for a notebook file::
 Either way a fresh kernel runs a copy of the notebook from top to bottom (in a scratch folder, so your
 files are left alone), exactly as ``nbgrader validate`` does, and a table shows each visible test: its
 points, passed or failed, and the first line of the failure. A test cell fails when it raises or
-writes to stderr, as in nbgrader. Hidden tests and the gradebook are never needed (the released
+writes to stderr, as in nbgrader; a test cell you edited is reported as edited and does not count
+(the grader runs the original, as ``nbgrader validate`` warns). Hidden tests and the gradebook are never needed (the released
 notebook holds no hidden tests), so a pass here does not promise full marks.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import json
 import os
@@ -98,6 +100,8 @@ _LABEL = {"passed": "passed", "failed": "FAILED", "hidden": "hidden"}
 _SYMBOL = {"passed": "✔", "failed": "✘", "hidden": "…"}
 _COLOUR = {"passed": "#1a7f37", "failed": "#cf222e", "hidden": "#57606a"}
 HIDDEN_ONLY = "all of its checks are hidden: they run when your instructor grades"
+EDITED = ("this test cell was edited: the grader runs the original, so this result does not count; "
+          "undo your edits (or copy the cell back from the released notebook)")
 
 
 def _num(x: float) -> str:
@@ -139,11 +143,35 @@ def hidden_only(source: str) -> bool:
     return not [line for line in lines if line and not line.startswith("#")]
 
 
-def report_for(nb, name: str) -> Report:
-    """Read the results of an executed notebook."""
+def checksum(cell) -> str:
+    """nbgrader's checksum of a locked or graded cell (``nbgrader.utils.compute_checksum``, without nbgrader)."""
+    meta = cell.metadata["nbgrader"]
+    md5 = hashlib.md5()
+    grade, solution = bool(meta.get("grade", False)), bool(meta.get("solution", False))
+    locked = False if solution else True if grade else bool(meta.get("locked", False))
+    for part in (cell.source, cell.cell_type, str(grade), str(solution), str(locked), meta["grade_id"]):
+        md5.update(part.encode("utf-8"))
+    if meta.get("grade"):
+        md5.update(str(float(meta["points"])).encode("utf-8"))
+    return md5.hexdigest()
+
+
+def edited(cell) -> bool:
+    """True when a released test or locked cell no longer matches the checksum the release gave it."""
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("checksum")) and "grade_id" in meta and checksum(cell) != meta["checksum"]
+
+
+def report_for(nb, name: str, original=None) -> Report:
+    """Read the results of an executed notebook (``original``: the notebook as handed in, for edits)."""
     results = []
+    changed = {c.metadata["nbgrader"]["grade_id"] for c in visible_tests(original if original is not None else nb)
+               if edited(c)}
     for c in visible_tests(nb):
         meta, why = c.metadata["nbgrader"], failure(c)
+        if meta["grade_id"] in changed:
+            results.append(TestResult(meta["grade_id"], float(meta.get("points", 0)), "failed", EDITED))
+            continue
         status = "failed" if why else "hidden" if hidden_only(c.source) else "passed"
         results.append(TestResult(meta["grade_id"], float(meta.get("points", 0)), status,
                                   why or (HIDDEN_ONLY if status == "hidden" else "")))
@@ -170,7 +198,7 @@ def run_fresh(nb, *, timeout: int = 600, show_progress: bool = True):
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb = as_notebook(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -201,11 +229,20 @@ def run_fresh(nb, *, timeout: int = 600, show_progress: bool = True):
     return nb
 
 
+def as_notebook(nb):
+    """A v4 notebook from a dict in any JSON form: sources as one string or, as Colab and files keep
+    them, as a list of lines."""
+    import nbformat
+
+    return nbformat.reads(json.dumps(nb), as_version=4)
+
+
 def check_notebook(nb, name: str, *, timeout: int = 600, show_progress: bool = True) -> Report:
+    nb = as_notebook(nb)
     if not visible_tests(nb):
         raise ValueError(f"{name} has no test cells (nbgrader metadata): self-check works on the course's "
                          "assignment notebooks")
-    return report_for(run_fresh(nb, timeout=timeout, show_progress=show_progress), name)
+    return report_for(run_fresh(nb, timeout=timeout, show_progress=show_progress), name, original=nb)
 
 
 def _this_notebook():
@@ -216,7 +253,7 @@ def _this_notebook():
         from google.colab import _message  # Colab's own channel to the browser
 
         reply = _message.blocking_request("get_ipynb", request="", timeout_sec=60)
-        return nbformat.from_dict(reply["ipynb"]), "this Colab notebook"
+        return as_notebook(reply["ipynb"]), "this Colab notebook"
     candidates = []
     if os.environ.get("JPY_SESSION_NAME"):  # set by jupyter_server for the kernel of a notebook
         session = Path(os.environ["JPY_SESSION_NAME"])

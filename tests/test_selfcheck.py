@@ -160,3 +160,38 @@ def test_describe_runtime_is_cheap_locally(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0 and proc.stdout.strip().endswith("False"), proc.stdout + proc.stderr
     assert "local" in proc.stdout
+
+
+def test_checksum_is_nbgraders():
+    """The self-check's checksum of every graded or locked cell equals nbgrader's (it runs without nbgrader)."""
+    from nbgrader.utils import compute_checksum
+
+    cells = [c for p in [*released_notebooks(), *sorted((REPO / "solutions").glob("*/*.ipynb"))]
+             for c in nbformat.read(str(p), as_version=4).cells if "grade_id" in c.metadata.get("nbgrader", {})]
+    assert cells and all(selfcheck.checksum(c) == compute_checksum(c) for c in cells)
+
+
+def test_an_edited_test_cell_does_not_count_and_colab_line_lists_are_read(tmp_path):
+    """A perfect 01 handed in as Colab sends it (sources as lists of lines) passes; with one test cell edited
+    that test is reported as edited, not passed, as nbgrader validate warns."""
+    solution = nbformat.read(str(REPO / "solutions" / "01_backprop" / "01_backprop.ipynb"), as_version=4)
+    answers = {c.metadata.nbgrader.grade_id: c.source for c in solution.cells
+               if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(str(REPO / "assignments" / "01_backprop" / "01_backprop.ipynb"), as_version=4)
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    as_colab = json.loads(nbformat.writes(nb))       # what Colab's get_ipynb answers: lists of lines
+    assert any(isinstance(c["source"], list) for c in as_colab["cells"])
+    report = selfcheck.check_notebook(as_colab, "perfect", show_progress=False)
+    assert report.passed, str(report)
+
+    target = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_linear_forward_values")
+    target.source = '"""linear_forward computes X W + b."""\nassert True'
+    report = selfcheck.check_notebook(nb, "edited", show_progress=False)
+    by_test = {r.test: r for r in report.results}
+    assert by_test["test_linear_forward_values"].status == "failed"
+    assert by_test["test_linear_forward_values"].message == selfcheck.EDITED
+    assert not report.passed and all(r.passed for t, r in by_test.items()
+                                     if t != "test_linear_forward_values" and r.status != "hidden")
