@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKERS ?= 2
 
-.PHONY: venv demo test release check-release collect autograde feedback export report mutation lab bench pretrain clean
+.PHONY: venv demo test release check-release collect autograde feedback export report mutation lab publish bench pretrain clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -48,6 +48,9 @@ mutation: $(STAMP)          ## mutants generated from every graded function, gra
 
 lab: $(STAMP)               ## JupyterLab with nbgrader's formgrader, on this course (COURSE=dir for another root)
 	$(PY) -m autograder $(if $(COURSE),--course $(COURSE)) lab
+
+publish: $(STAMP)           ## make publish EDITION=../course-edition: the student edition, no solutions
+	$(PY) -m autograder publish $(EDITION)
 
 bench: $(STAMP)             ## speed figures (not tests): autograde overhead and parallel speed-up
 	$(PY) -m autograder.bench

@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--report", action="store_true", help="rewrite the report from reports/mutation.json with the "
                    "current equivalent_mutants.txt files; grade nothing")
 
+    pub = sub.add_parser("publish", help="write the student edition (lectures, released assignments, the "
+                         "student package, README, licence; no solutions, hidden tests or grader) into DIR")
+    pub.add_argument("dest", type=Path, metavar="DIR")
+    pub.add_argument("--force", action="store_true", help="replace what DIR holds (its .git is kept)")
+
     d = sub.add_parser("demo", help="release, grade a demo class of good and broken submissions, report")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--cell-timeout", type=int, help="cap on any cell's seconds (default: the budgets measured "
@@ -85,6 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(course.repo, root, workers=args.workers, cell_timeout=args.cell_timeout)
 
     course = Course.open(root=args.course, db_url=args.db_url)
+    if args.command == "publish":
+        from autograder.publish import PublishError, publish
+
+        try:
+            files = publish(course, args.dest, force=args.force)
+        except PublishError as err:
+            print(f"publish failed: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote the student edition to {args.dest.resolve()} ({len(files)} files); commit and push it to "
+              "the repository named in pyproject.toml's [tool.dlcourse]")
+        return 0
     if args.command not in ("collect", "mutate") and not getattr(args, "check", False):
         course.check_gradebook()  # a gradebook server that is down or misnamed: one clear line, now
     if args.command == "release":

@@ -1,0 +1,226 @@
+"""The student edition: what students, self-learners and Colab see, written from this (private) source.
+
+``python -m autograder publish DIR`` (``make publish EDITION=DIR``) writes into ``DIR``:
+
+* ``lectures/`` (notebooks, glossary, syllabus) and the released ``assignments/``, as committed;
+* ``dlcourse/``, the package the notebooks import, with a ``pyproject.toml`` of its own whose
+  dependencies are lower bounds that Colab's versions meet (no nbgrader, JupyterLab or grader);
+* a student ``README.md`` (how to work, how to hand in, the syllabus, a Colab link per notebook) and
+  a ``LICENSE``.
+
+Never solutions, hidden tests, mutants, the grader, reports or gradebooks: ``edition_leaks`` scans the
+result for every solution region, hidden test and mutant of the source and publishing fails on any.
+The badges and setup cells point at ``[tool.dlcourse] repository`` in ``pyproject.toml``: set it to
+the edition's repository, ``make release``, publish, and push ``DIR`` there.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+
+from autograder.colab import Repository, readme_table
+from autograder.mutants import load_mutants
+
+HIDDEN_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+TEXT_SUFFIXES = {".ipynb", ".md", ".py", ".txt", ".toml", ".json", ".csv", ".cfg", ".yml", ".yaml", ""}
+
+STUDENT_PYPROJECT = '''[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "dlcourse"
+version = "{version}"
+description = "The student package of an open deep-learning course: checks, data, runtime, self-check"
+readme = "README.md"
+requires-python = ">=3.10"
+license = {{ text = "MIT" }}
+# lower bounds only: Colab's preinstalled versions (torch 2.11, numpy 2.1, ipywidgets 7.7, ...) satisfy them
+dependencies = [
+    "torch>=2.1",
+    "torchvision>=0.16",
+    "numpy>=1.24",
+    "scikit-learn>=1.2",
+    "matplotlib>=3.5",
+    "ipywidgets>=7.6",
+    "ipykernel>=6.0",
+    "nbformat>=5.7",
+    "nbclient>=0.7",
+    "tqdm>=4.60",
+]
+
+[tool.setuptools]
+packages = ["dlcourse"]
+'''
+
+MIT = """MIT License
+
+Copyright (c) 2026 the authors of the course
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES
+OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
+CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+"""
+
+STUDENT_README = """# Deep learning with PyTorch: the student edition
+
+Lectures and assignments of an open deep-learning course, as Jupyter notebooks. Every assignment
+checks your work as you go; your instructor grades it with hidden tests as well.
+
+## How to work
+
+**On Colab** (nothing to install): open a notebook with its link below, then *File → Save a copy in
+Drive* and work in your copy. Its first cell installs the course package. For the later units
+choose *Runtime → Change runtime type → GPU*.
+
+**On your own machine** (Python 3.10 or newer):
+
+```
+python -m venv .venv && . .venv/bin/activate
+pip install -e .            # the course package and what the notebooks need
+pip install jupyterlab && jupyter lab
+```
+
+Each assignment ends with a *Check your work* cell: it reruns a fresh copy of your notebook from top
+to bottom, as the grader does, and shows every visible test, passed or failed, and why
+(`python -m dlcourse.selfcheck NOTEBOOK.ipynb` does the same in a terminal). Hidden tests run only
+when your instructor grades. Do not edit or delete test cells: the grader runs the originals, and the
+self-check reports an edited one.
+
+## How to hand in
+
+Hand in the notebook (saved, with your answers) and the files the assignment asks for (experiment 1:
+`model.pth`; experiment 2: `final.pth`), as your instructor says: through the course's JupyterHub
+(*Assignments → Submit*), or uploaded to your LMS. A copy saved by Colab or a browser ("Copy of
+01_backprop.ipynb", "01_backprop (1).ipynb") is recognised.
+
+## The course
+
+Order, prerequisites, hours and points: [lectures/SYLLABUS.md](lectures/SYLLABUS.md). The Chinese
+rendering of every term: [lectures/GLOSSARY.md](lectures/GLOSSARY.md).
+
+{table}
+
+Licence: MIT (see `LICENSE`).
+"""
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+def _blocks(source: str, begin: str, end: str) -> list[str]:
+    return [m.group(1).strip() for m in re.finditer(re.escape(begin) + r"\n(.*?)" + re.escape(end), source, re.S)]
+
+
+def private_texts(repo: Path) -> list[tuple[str, str]]:
+    """(where, text) for every piece of the source that students must never see: each solution region,
+    each hidden-test block, and each hand-written mutant's code."""
+    out = []
+    for nb_path in sorted((repo / "solutions").glob("*/*.ipynb")):
+        nb = nbformat.read(str(nb_path), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", f"cell {i}")
+            if cell.cell_type == "markdown" and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                if cell.source.strip():
+                    out.append((f"{nb_path.parent.name}/{gid} (model answer)", cell.source.strip()))
+                continue
+            for text in _blocks(cell.source, "### BEGIN SOLUTION", "### END SOLUTION"):
+                if text:
+                    out.append((f"{nb_path.parent.name}/{gid} (solution)", text))
+            for text in _blocks(cell.source, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"):
+                if text:
+                    out.append((f"{nb_path.parent.name}/{gid} (hidden test)", text))
+        for mutant in load_mutants(nb_path.parent):
+            out.append((f"{nb_path.parent.name}/mutant {mutant.name}", mutant.code.strip()))
+    return out
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def edition_leaks(dest: Path, repo: Path) -> list[str]:
+    """What in ``dest`` should not be there: private folders or files, nbgrader markers, or any solution
+    region, model answer, hidden test or mutant of the source (compared with whitespace normalised)."""
+    problems = []
+    for name in ("solutions", "autograder", "tests", "reports", "submitted", "autograded", "feedback"):
+        if (dest / name).exists():
+            problems.append(f"{name}/ is in the edition")
+    texts = [(where, _normalised(t)) for where, t in private_texts(repo)]
+    for path in sorted(p for p in dest.rglob("*") if p.is_file() and ".git" not in p.parts):
+        rel = path.relative_to(dest)
+        if path.name in ("mutants.py", "equivalent_mutants.txt", "gradebook.db", "nbgrader_config.py"):
+            problems.append(f"{rel}: a private file")
+            continue
+        if path.suffix not in TEXT_SUFFIXES:
+            continue
+        raw = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".ipynb":
+            try:
+                raw = "\n".join(c.source for c in nbformat.reads(raw, as_version=4).cells)
+            except Exception:  # noqa: BLE001 - not a notebook after all: scan its text
+                pass
+        for marker in HIDDEN_MARKERS:
+            if marker in raw:
+                problems.append(f"{rel}: holds {marker!r}")
+        text = _normalised(raw)
+        for where, private in texts:
+            if len(private) >= 12 and private in text:
+                problems.append(f"{rel}: holds {where}")
+    return problems
+
+
+def _version(repo: Path) -> str:
+    match = re.search(r'^version\s*=\s*"([^"]+)"', (repo / "pyproject.toml").read_text(), re.M)
+    return match.group(1) if match else "0.0.0"
+
+
+def publish(course, dest: Path, *, force: bool = False) -> list[str]:
+    """Write the student edition into ``dest``; returns what was written. Refuses when ``assignments/``
+    drifted from ``solutions/``, when ``dest`` holds other files (unless ``force``), or on any leak."""
+    from autograder.colab import stamp_repository
+    from autograder.release import check_release
+
+    repo = course.repo
+    dest = Path(dest).resolve()
+    if dest == repo or repo in dest.parents:
+        raise PublishError(f"{dest} is inside the source repository: publish next to it, not into it")
+    busy = dest.exists() and any(p.name != ".git" for p in dest.iterdir())
+    if busy and not force:
+        raise PublishError(f"{dest} is not empty: pass --force to replace its contents (its .git is kept)")
+    drift = stamp_repository(repo, check=True) + check_release(course)
+    if drift:
+        raise PublishError("assignments/ is not what `make release` generates; run it first:\n  " + "\n  ".join(drift))
+    if busy:
+        for p in dest.iterdir():
+            if p.name != ".git":
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    dest.mkdir(parents=True, exist_ok=True)
+    skip = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc", "mutants.py", "equivalent_mutants.txt")
+    shutil.copytree(repo / "lectures", dest / "lectures", ignore=skip)
+    shutil.copytree(repo / "assignments", dest / "assignments", ignore=skip)
+    shutil.copytree(repo / "dlcourse", dest / "dlcourse", ignore=skip)
+    (dest / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(version=_version(repo)))
+    (dest / "LICENSE").write_text(MIT)
+    table = readme_table(repo, Repository.from_pyproject(repo))
+    (dest / "README.md").write_text(STUDENT_README.format(table=table))
+    (dest / ".gitignore").write_text(".venv/\n__pycache__/\n*.egg-info/\n.ipynb_checkpoints/\ndata/\n*.pth\n")
+    leaks = edition_leaks(dest, repo)
+    if leaks:
+        raise PublishError("the edition would leak private material:\n  " + "\n  ".join(leaks))
+    return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
