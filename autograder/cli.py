@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write the grades CSV")
     e.add_argument("--to", type=Path, default=Path("grades.csv"))
 
-    sub.add_parser("report", help="item analysis: how many students passed each test (text, HTML, CSV)")
+    sub.add_parser("report", help="item analysis (text, HTML, CSV) and the class dashboard (reports/dashboard.html)")
 
     lab = sub.add_parser("lab", help="JupyterLab with nbgrader's formgrader on this course (with --course: "
                          "that course root, which gets an nbgrader_config.py pointing at this repository)")
@@ -149,7 +149,14 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         print(score_table(course, results))
         failed = [r for r in results if r.status == "failed"]
-        print(f"{len(results) - len(failed)} graded, {len(failed)} failed (logged with reasons; scored zero)")
+        refused = {r.assignment: r.reason for r in results if r.status == "refused"}
+        for assignment, reason in sorted(refused.items()):
+            print(f"NOT GRADED {assignment}: {reason}")
+        n_refused = sum(r.status == "refused" for r in results)
+        print(f"{len(results) - len(failed) - n_refused} graded, {len(failed)} failed (logged with reasons; scored zero)"
+              + (f", {n_refused} not graded: their assignment's solution fails on this machine" if n_refused else ""))
+        if refused:
+            return 1
         if grader.isolation_mode:
             print(f"grading {grader.isolation_mode}")
         return 0
@@ -199,9 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from autograder.reports import write_report
 
+        from autograder.dashboard import write_dashboard
+
         csv_path, html_path, text = write_report(course)
         print(text)
-        print(f"\nwrote {csv_path} and {html_path}")
+        print(f"\nwrote {csv_path}, {html_path} and the class dashboard {write_dashboard(course)}")
         return 0
     return 2
 

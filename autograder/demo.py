@@ -18,6 +18,7 @@ from autograder.feedback import generate_feedback
 from autograder.grade import Autograder
 from autograder.mutants import apply_mutant, load_mutants
 from autograder.release import release
+from autograder.dashboard import write_dashboard
 from autograder.reports import export_grades, score_table, write_report
 
 LOOP_FOREVER = "while True:  # a student's runaway loop\n    pass\n"
@@ -86,10 +87,11 @@ def run_demo(repo: Path, root: Path, workers: int = 2, cell_timeout: int | None 
     feedback = generate_feedback(course)
     grades = export_grades(course, root / "grades.csv")
     csv_path, html_path, report_text = write_report(course)
+    dashboard = write_dashboard(course)
     print("5/5 results\n")
     print(score_table(course, results))
     print("\n" + report_text)
     print(f"\nfeedback: {len(feedback)} HTML files under {course.feedback_dir()}")
-    print(f"grades:   {grades}\nreport:   {csv_path}, {html_path}")
+    print(f"grades:   {grades}\nreport:   {csv_path}, {html_path}\ndashboard: {dashboard}")
     print(f"logs:     {course.root / 'logs'}\ndemo finished in {time.monotonic() - t0:.0f}s")
     return 0

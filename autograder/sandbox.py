@@ -717,8 +717,11 @@ class BwrapSandbox:
             args += ["--remount-ro", path]
         size = str(lim.memory_mb * MIB)
         args += ["--size", size, "--tmpfs", "/tmp", "--size", str(64 * MIB), "--tmpfs", "/var/tmp",
-                 "--size", size, "--tmpfs", "/dev/shm", "--bind", str(workdir), inside, "--dir", home,
-                 "--chdir", inside, "--clearenv"]
+                 "--size", size, "--tmpfs", "/dev/shm"]
+        for path in exposed:   # a venv or repository under /tmp: back, read-only, inside the private /tmp
+            if os.path.isdir(path) and any(_under(path, t) for t in ("/tmp", "/var/tmp", "/dev/shm")):
+                args += ["--ro-bind", path, path]
+        args += ["--bind", str(workdir), inside, "--dir", home, "--chdir", inside, "--clearenv"]
         keep = {k: v for k, v in env.items() if (k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIX))
                 and not any(w in k.upper() for w in ENV_DROP_WORDS)}
         keep.update(HOME=home, TMPDIR="/tmp", MPLCONFIGDIR=f"{home}/.config/matplotlib", PYTHONNOUSERSITE="1",
