@@ -1,6 +1,22 @@
 """Plausible wrong answers for assignment 01; `make test` proves each one loses points."""
 from autograder.mutants import Mutant
 
+
+def _train(classes="int(y.max()) + 1, seed", loss="loss, grads = mlp_loss(X, y, params, reg)", names="params",
+           update="params[name] -= lr * grads[name]", record="losses.append(loss)"):
+    """A plain train_mlp with one line changed (``classes``: the last arguments of init_params)."""
+    return f'''
+def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
+    params = init_params(X.shape[1], hidden_size, {classes})
+    losses = []
+    for _ in range(num_iters):
+        {loss}
+        for name in {names}:
+            {update}
+        {record}
+    return params, losses
+'''
+
 MUTANTS = [
     # linear_forward
     Mutant("linear_forward_no_bias", "linear_forward", '''
@@ -167,83 +183,18 @@ def numerical_gradient(f, x, h=1e-5):
     return grad
 ''', "divides by h instead of 2h"),
     # train_mlp
-    Mutant("train_gradient_ascent", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
-    losses = []
-    for _ in range(num_iters):
-        loss, grads = mlp_loss(X, y, params, reg)
-        for name in params:
-            params[name] += lr * grads[name]
-        losses.append(loss)
-    return params, losses
-''', "steps up the gradient"),
-    Mutant("train_only_output_layer", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
-    losses = []
-    for _ in range(num_iters):
-        loss, grads = mlp_loss(X, y, params, reg)
-        for name in ("W2", "b2"):
-            params[name] -= lr * grads[name]
-        losses.append(loss)
-    return params, losses
-''', "updates only the last layer"),
-    Mutant("train_lr_too_small", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
-    losses = []
-    for _ in range(num_iters):
-        loss, grads = mlp_loss(X, y, params, reg)
-        for name in params:
-            params[name] -= 1e-4 * grads[name]
-        losses.append(loss)
-    return params, losses
-''', "hard-codes a tiny learning rate instead of using lr"),
-    Mutant("train_ignores_seed", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, 0)
-    losses = []
-    for _ in range(num_iters):
-        loss, grads = mlp_loss(X, y, params, reg)
-        for name in params:
-            params[name] -= lr * grads[name]
-        losses.append(loss)
-    return params, losses
-''', "always initialises with seed 0"),
-    Mutant("train_ignores_reg", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
-    losses = []
-    for _ in range(num_iters):
-        loss, grads = mlp_loss(X, y, params)
-        for name in params:
-            params[name] -= lr * grads[name]
-        losses.append(loss)
-    return params, losses
-''', "trains without the L2 penalty whatever reg is"),
-    Mutant("train_two_classes", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, 2, seed)
-    losses = []
-    for _ in range(num_iters):
-        loss, grads = mlp_loss(X, y, params, reg)
-        for name in params:
-            params[name] -= lr * grads[name]
-        losses.append(loss)
-    return params, losses
-''', "hard-codes two classes"),
-    Mutant("train_loss_after_step", "train_mlp", '''
-def train_mlp(X, y, hidden_size=20, num_iters=2000, lr=0.5, reg=1e-3, seed=0, verbose=True):
-    params = init_params(X.shape[1], hidden_size, int(y.max()) + 1, seed)
-    losses = []
-    for _ in range(num_iters):
-        _, grads = mlp_loss(X, y, params, reg)
-        for name in params:
-            params[name] -= lr * grads[name]
-        losses.append(mlp_loss(X, y, params, reg)[0])
-    return params, losses
-''', "records each loss after its step, not before"),
+    Mutant("train_gradient_ascent", "train_mlp", _train(update="params[name] += lr * grads[name]"),
+           "steps up the gradient"),
+    Mutant("train_only_output_layer", "train_mlp", _train(names='("W2", "b2")'), "updates only the last layer"),
+    Mutant("train_lr_too_small", "train_mlp", _train(update="params[name] -= 1e-4 * grads[name]"),
+           "hard-codes a tiny learning rate instead of using lr"),
+    Mutant("train_ignores_seed", "train_mlp", _train(classes="int(y.max()) + 1, 0"), "always initialises with seed 0"),
+    Mutant("train_ignores_reg", "train_mlp", _train(loss="loss, grads = mlp_loss(X, y, params)"),
+           "trains without the L2 penalty whatever reg is"),
+    Mutant("train_two_classes", "train_mlp", _train(classes="2, seed"), "hard-codes two classes"),
+    Mutant("train_loss_after_step", "train_mlp", _train(loss="_, grads = mlp_loss(X, y, params, reg)",
+                                                        record="losses.append(mlp_loss(X, y, params, reg)[0])"),
+           "records each loss after its step, not before"),
     Mutant("numgrad_fixed_step", "numerical_gradient", '''
 def numerical_gradient(f, x, h=1e-5):
     grad = np.zeros_like(x, dtype=float)
