@@ -31,7 +31,7 @@ from autograder.mutants import apply_mutant, load_mutants
 from autograder.release import release
 from autograder.reports import cell_scores
 from conftest import REPO, read
-from test_browser import playwright_chromium  # noqa: F401  (a fixture)
+from test_browser import submission_id, playwright_chromium  # noqa: F401  (a fixture)
 
 ASSIGNMENT = "01_backprop"
 SOLUTION = REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -450,25 +450,10 @@ def test_metadata_of_every_type_is_graded(attack_class):
 @pytest.fixture(scope="module")
 def formgrader(attack_class, tmp_path_factory):
     """jupyter lab (with nbgrader's formgrader) serving the attacked course."""
-    from test_browser import JupyterLab
+    from test_browser import formgrader_for
 
-    course, _, _ = attack_class
-    course.write_nbgrader_config()
-    server = JupyterLab(tmp_path_factory.mktemp("formgrader"))
-    server.root = course.root
-    try:
-        server.start()
+    with formgrader_for(attack_class[0], tmp_path_factory.mktemp("formgrader")) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def _submission_id(course, student) -> str:
-    with sqlite3.connect(course.root / "gradebook.db") as db:
-        (notebook_id,) = db.execute(
-            "select n.id from submitted_notebook n join submitted_assignment a on n.assignment_id = a.id "
-            "where a.student_id = ?", (student,)).fetchone()
-    return notebook_id
 
 
 RUNS = """() => {
@@ -515,7 +500,7 @@ def _check_page(browser, url: str, honest_url: str, wait_text: str, honest_text:
 def test_formgrader_page_runs_no_student_script(attack_class, formgrader, playwright_chromium):
     """The instructor's formgrader view of the HTML/JS/SVG/markdown attacker runs none of its payloads."""
     course, _, _ = attack_class
-    url = lambda student: (f"{formgrader.url}/formgrader/submissions/{_submission_id(course, student)}/"  # noqa: E731
+    url = lambda student: (f"{formgrader.url}/formgrader/submissions/{submission_id(course, student)}/"  # noqa: E731
                            f"?token={formgrader.token}")
     _check_page(playwright_chromium, url("html"), url("twin"), "plain answer text", "Training loss",
                 "formgrader_html_attacker.png")

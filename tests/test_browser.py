@@ -22,9 +22,11 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -166,6 +168,28 @@ class JupyterLab:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+@contextmanager
+def formgrader_for(course, workdir):
+    """jupyter lab with nbgrader's formgrader serving ``course`` (a root kept apart from the repository)."""
+    course.write_nbgrader_config()
+    server = JupyterLab(workdir)
+    server.root = course.root
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def submission_id(course, student) -> str:
+    """The gradebook id of ``student``'s submitted notebook (what a formgrader URL names)."""
+    with sqlite3.connect(course.root / "gradebook.db") as db:
+        (notebook_id,) = db.execute(
+            "select n.id from submitted_notebook n join submitted_assignment a on n.assignment_id = a.id "
+            "where a.student_id = ?", (student,)).fetchone()
+    return notebook_id
 
 
 @pytest.fixture(scope="module")

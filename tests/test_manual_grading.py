@@ -18,7 +18,7 @@ from autograder.grade import Autograder
 from autograder.release import release
 from autograder.reports import export_grades, pending_manual
 from conftest import REPO, read
-from test_browser import JupyterLab, SCREENSHOTS, playwright_chromium  # noqa: F401  (a fixture)
+from test_browser import SCREENSHOTS, formgrader_for, playwright_chromium, submission_id  # noqa: F401  (a fixture)
 
 ASSIGNMENT = "01_backprop"
 SOLUTION = REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -42,14 +42,8 @@ def graded(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def formgrader(graded, tmp_path_factory):
-    graded.write_nbgrader_config()
-    server = JupyterLab(tmp_path_factory.mktemp("lab"))
-    server.root = graded.root
-    try:
-        server.start()
+    with formgrader_for(graded, tmp_path_factory.mktemp("lab")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _row(course, tmp_path) -> dict:
@@ -61,11 +55,7 @@ def test_written_answer_graded_in_the_formgrader_reaches_the_export(graded, form
     """Before: 2 points pending and not in the score. After 1.5 points in the formgrader: in the score, none pending."""
     before = _row(graded, tmp_path)
     assert float(before["pending_written_points"]) == 2.0 and pending_manual(graded)
-    import sqlite3
-
-    with sqlite3.connect(graded.root / "gradebook.db") as db:
-        (submission,) = db.execute("select n.id from submitted_notebook n join submitted_assignment a "
-                                   "on n.assignment_id = a.id where a.student_id = 'student'").fetchone()
+    submission = submission_id(graded, "student")
     page = playwright_chromium.new_page(viewport={"width": 1280, "height": 900})
     # the token in the page's URL does not reach the formgrader's own API calls: the header does
     page.set_extra_http_headers({"Authorization": f"token {formgrader.token}"})
