@@ -4,18 +4,42 @@
 environment variable is set, otherwise ``~/.cache/dlcourse`` (``data_dir()`` says which). CIFAR-10
 lives in ``<data dir>/cifar-10-batches-py/``, the layout of the official Python archive.
 
-**CIFAR-10, real or generated, through the same code.** ``load_cifar10(root)`` reads the pickled
-batches with this module's own reader (``read_cifar10_batch``), whatever wrote them: the official
-archive, or ``write_fake_cifar10``, which writes a small *learnable* stand-in in exactly the same
+**CIFAR-10, real or generated, through the same code.** ``load_cifar10(root, download=False)`` reads
+the pickled batches with this module's own reader (``read_cifar10_batch``), whatever wrote them: the
+official archive, or ``write_fake_cifar10``, which writes a small *learnable* stand-in in exactly the same
 on-disk format for tests and machines without the data. torchvision is used for what it is good at,
 downloading and checking md5 sums (``download_cifar10``); its ``CIFAR10`` class would reject
 generated files, whose md5 sums differ, so it is not used to read. ``is_real_cifar10()`` tells the
 real data set (every md5 matches) from anything else, so a check that needs real data can say so.
 
+**The md5 gate: nothing is downloaded over files that are there.** ``check_cifar10(root)`` says, file
+by file, what is on disk: present with the published md5 sum, present with another one (its size,
+both sums and the likely cause: a partial download or copy, or a different or generated copy), or
+missing; and the archive ``cifar-10-python.tar.gz`` in ``root`` when it is there and the folder is
+not the real data set. ``download_cifar10`` (and ``ensure_cifar10`` / ``load_cifar10`` with
+``download=True``, the default) returns the folder as it is when every file has its md5 sum, downloads
+only when the folder holds *none* of the files, and otherwise **refuses**: files failing their md5
+sum raise ``DatasetIntegrityError`` (a ``DatasetNotFoundError``) naming each of them; a folder holding
+some of the files but not all raises ``DatasetNotFoundError`` listing the missing ones. Nothing is
+ever downloaded or unpacked over an existing file, and no folder is moved aside: delete (or move) the
+folder yourself to download it again, or point the data folder elsewhere. A download goes to a
+temporary name and is unpacked into a temporary folder, moved into place only once its md5 sum is
+checked. Generated files are read with ``download=False``, the reader's path: every file present and
+readable is enough, no md5 sum is checked.
+
 **Offline.** Once the files are in place nothing touches the network. When they are absent and
-cannot be downloaded, ``DatasetNotFoundError`` says which files to put where, with the URL and the
-md5 sums. Command line: ``python -m dlcourse.data`` downloads CIFAR-10 into the data folder (or
-explains how to place it by hand).
+cannot be downloaded, ``DatasetNotFoundError`` says which files are missing and what to put where,
+with the URL and the md5 sums. Command line: ``python -m dlcourse.data`` downloads CIFAR-10 into the
+data folder (or explains why not); ``python -m dlcourse.data --check`` only checks it, file by file
+(exit status 0 when it is the real data set).
+
+**The course's own copy (instructors).** Set ``COURSE_DATA_DIR`` to an absolute path, e.g.
+``/srv/dl-course/data`` holding ``cifar-10-batches-py/``, in the environment that runs Jupyter, the
+grader (``python -m autograder ...``, nbgrader) and ``make pretrain``: the notebook, grading (whose
+sandbox passes that folder on to student processes and keeps it visible there) and any command that reads
+through ``data_dir()`` (an ``evaluate`` command too) then use that copy. Check it once with
+``COURSE_DATA_DIR=/srv/dl-course/data python -m dlcourse.data --check``. It may be read-only: checking,
+loading and the download gate only read a folder that holds CIFAR-10 files.
 
 **Augmentation, two paths, one recipe.** The training recipe is: pad 4 zero pixels on each side, crop
 a random 32x32 window, flip left-right with probability 1/2, then scale to [0, 1] and normalise with
@@ -27,11 +51,16 @@ pixels, so they compute the same thing.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
+import hashlib
 import os
 import pickle
+import shutil
 import socket
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,6 +84,17 @@ CIFAR10_FILES = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
+#: their sizes in bytes (as published listings of the official folder give them): a shorter file is a partial copy
+CIFAR10_SIZES = {
+    "data_batch_1": 31035704,
+    "data_batch_2": 31035320,
+    "data_batch_3": 31035999,
+    "data_batch_4": 31035696,
+    "data_batch_5": 31035623,
+    "test_batch": 31035526,
+    "batches.meta": 158,
+}
+CIFAR10_ARCHIVE_SIZE = 170498071
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 #: per-channel mean and standard deviation of the 50,000 training images, pixel values in [0, 1]
@@ -66,6 +106,11 @@ DOWNLOAD_TIMEOUT_S = 30  # a network that silently drops packets must not hang a
 
 class DatasetNotFoundError(FileNotFoundError):
     """The data set is not on disk and could not be downloaded; the message says what to put where."""
+
+
+class DatasetIntegrityError(DatasetNotFoundError):
+    """Files of the data set are on disk but fail their md5 check, so nothing was downloaded over them;
+    the message names each file, its size, the expected and actual md5 sums, the likely cause and what to do."""
 
 
 class CIFAR10Data(NamedTuple):
@@ -94,34 +139,191 @@ def cifar10_present(root: str | Path | None = None) -> bool:
     return all((folder / name).is_file() for name in CIFAR10_FILES)
 
 
+class FileCheck(NamedTuple):
+    """One file of CIFAR-10 as found on disk: missing (``size is None``), right (``ok``) or ``wrong`` md5 sum."""
+    name: str
+    path: Path
+    expected_md5: str
+    expected_size: int
+    size: int | None = None    # None: the file is missing
+    md5: str | None = None
+    cause: str = ""            # for a wrong md5 sum: the likely cause, from the size and the content
+
+    @property
+    def missing(self) -> bool:
+        return self.size is None
+
+    @property
+    def ok(self) -> bool:
+        return self.md5 == self.expected_md5
+
+    @property
+    def wrong(self) -> bool:
+        return not self.missing and not self.ok
+
+    def describe(self) -> str:
+        """One line (two for a wrong md5 sum) saying what this file is."""
+        if self.missing:
+            return f"{self.name}: missing"
+        if self.ok:
+            return f"{self.name}: ok ({self.size:,} bytes, md5 {self.md5})"
+        return (f"{self.name}: {self.size:,} bytes (the official file has {self.expected_size:,}), "
+                f"md5 {self.md5}, expected {self.expected_md5}\n        {self.cause}")
+
+
+class CIFAR10Status(NamedTuple):
+    """What ``check_cifar10`` found: each of the seven files, and the archive when it matters."""
+    root: Path
+    folder: Path
+    files: tuple            # FileCheck of each name of CIFAR10_FILES, in that order
+    archive: FileCheck | None = None   # <root>/cifar-10-python.tar.gz, when it is there and the folder is not ok
+
+    @property
+    def ok(self) -> bool:
+        """Every file present with its published md5 sum: the real CIFAR-10."""
+        return all(f.ok for f in self.files)
+
+    @property
+    def present(self) -> tuple:
+        return tuple(f.name for f in self.files if not f.missing)
+
+    @property
+    def missing(self) -> tuple:
+        return tuple(f.name for f in self.files if f.missing)
+
+    @property
+    def wrong(self) -> tuple:
+        """The FileChecks that fail their md5 sum: files of the folder, then the archive."""
+        return tuple(f for f in self.files + ((self.archive,) if self.archive else ()) if f.wrong)
+
+    def summary(self) -> str:
+        """One line: where the real CIFAR-10 is, or why it is not there."""
+        if self.ok:
+            return f"the real CIFAR-10 is in {self.folder} (md5 sums checked)"
+        wrong = [f.name for f in self.wrong]
+        if wrong:
+            return (f"{len(wrong)} file{'s' if len(wrong) > 1 else ''} in {self.root} fail"
+                    f"{'s' if len(wrong) == 1 else ''} the md5 check: {', '.join(wrong)}")
+        if self.present:
+            return f"{self.folder} is incomplete: {', '.join(self.missing)} missing"
+        return f"the real CIFAR-10 is not in {self.folder}"
+
+    def report(self) -> str:
+        """A headline (``summary``), then every file, one line each (two for a wrong md5 sum)."""
+        lines = [f"CIFAR-10 check: {self.summary()}"]
+        lines += [f"    {f.describe()}" for f in self.files + ((self.archive,) if self.archive else ())]
+        return "\n".join(lines)
+
+
+def _md5(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _why_different(name: str, path: Path, size: int, expected_size: int) -> str:
+    """The likely cause of a wrong md5 sum, from the size and from what the file reads as."""
+    if size == 0:
+        return "the file is empty: an interrupted download or copy"
+    if name == CIFAR10_ARCHIVE:
+        if size < expected_size:
+            return "shorter than the official archive: likely a partial download or an interrupted copy"
+        if size == expected_size:
+            return "the size of the official archive but other bytes: a damaged copy"
+        return "not the official archive: a different file under its name"
+    try:
+        entry = _load_pickle(path)
+        if name == "batches.meta":
+            what = f"it reads as a batches.meta with {len(_class_names(entry))} class names"
+        else:
+            what = f"it reads as a CIFAR-10 batch of {len(_batch_arrays(path, entry)[1]):,} images"
+    except Exception as err:   # a truncated pickle, garbage, the wrong keys: the reason is the diagnosis
+        err = err.__cause__ or err
+        if size < expected_size:
+            return (f"shorter than the official file and unreadable ({type(err).__name__}): likely a partial "
+                    "download or an interrupted copy")
+        return f"unreadable as CIFAR-10 ({type(err).__name__}: {err}): a damaged file, or not a CIFAR-10 file"
+    names = entry.get("filenames") or [b""]
+    if isinstance(names[0], bytes) and names[0].startswith(b"fake_"):
+        return f"{what}, written by write_fake_cifar10: a generated stand-in, not the real CIFAR-10"
+    if size == expected_size:
+        return f"{what}, of the official size but with other bytes: a damaged or edited copy"
+    return f"{what}, but it is not the official file: a different copy (another version, re-pickled, or generated)"
+
+
+def _check_file(name: str, path: Path, expected_md5: str, expected_size: int) -> FileCheck:
+    if not path.is_file():
+        return FileCheck(name, path, expected_md5, expected_size)
+    size, md5 = path.stat().st_size, _md5(path)
+    cause = "" if md5 == expected_md5 else _why_different(name, path, size, expected_size)
+    return FileCheck(name, path, expected_md5, expected_size, size, md5, cause)
+
+
+def check_cifar10(root: str | Path | None = None) -> CIFAR10Status:
+    """Each CIFAR-10 file under ``root`` (default ``data_dir()``): missing, present with its published
+    md5 sum, or present with another one (then its size, both sums and the likely cause). The archive
+    ``<root>/cifar-10-python.tar.gz`` is checked too when it is there and the folder is not the real
+    data set (a download would use it). Reads the files, writes nothing."""
+    root = Path(root if root is not None else data_dir()).expanduser()
+    folder = cifar10_folder(root)
+    files = tuple(_check_file(name, folder / name, md5, CIFAR10_SIZES.get(name, 0))
+                  for name, md5 in CIFAR10_FILES.items())
+    archive = None
+    if not all(f.ok for f in files) and (root / CIFAR10_ARCHIVE).is_file():
+        archive = _check_file(CIFAR10_ARCHIVE, root / CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, CIFAR10_ARCHIVE_SIZE)
+    return CIFAR10Status(root, folder, files, archive)
+
+
 def is_real_cifar10(root: str | Path | None = None) -> bool:
     """True when ``root`` holds the real CIFAR-10: every file present with its published md5 sum."""
-    if not cifar10_present(root):
-        return False
-    from torchvision.datasets.utils import check_integrity
+    return cifar10_present(root) and check_cifar10(root).ok
 
-    folder = cifar10_folder(root)
-    return all(check_integrity(str(folder / name), md5) for name, md5 in CIFAR10_FILES.items())
+
+def _problem_message(status: CIFAR10Status, reason: str = "", untouched: bool = True) -> str:
+    """What is wrong with ``status`` (missing files, files failing their md5 sum) and what to do;
+    ``untouched``: nothing was written, so the message may say so."""
+    root, folder = status.root.resolve(), status.folder.resolve()
+    why = f" ({reason})" if reason else ""
+    wrong, missing = status.wrong, status.missing
+    if wrong:
+        count = f"{len(wrong)} file{'s' if len(wrong) > 1 else ''}"
+        lines = [f"CIFAR-10 in {root} is not the official data set: {count} fail{'s' if len(wrong) == 1 else ''} "
+                 f"the md5 check{why}:"]
+        lines += [f"    {f.describe()}" for f in wrong]
+    elif status.present:
+        lines = [f"CIFAR-10 in {folder} is incomplete{why}."]
+    else:
+        lines = [f"CIFAR-10 was not found in {folder}{why}."]
+    if missing:
+        lines.append(f"Missing: {', '.join(missing)} ({len(missing)} of {len(status.files)} files).")
+    if wrong or status.present:
+        bad = [str(f.path.resolve()) for f in wrong if f.name == CIFAR10_ARCHIVE]
+        lines.append((f"Nothing was downloaded and nothing in {root} was changed: " if untouched else "")
+                     + f"a download never replaces files that\nare there. "
+                     f"To download the official files, delete (or move away) {folder}"
+                     + (f"\nand {bad[0]}" if bad else "") + " and run again"
+                     + ("; to complete it by hand, add\nthe missing files listed below" if missing and not wrong else "")
+                     + ".\nGenerated data (write_fake_cifar10) belongs in a folder of its own, read with "
+                       "load_cifar10(that_folder, download=False).")
+    if missing or not wrong:
+        files = "\n".join(f"    {folder / name}   md5 {md5}" for name, md5 in CIFAR10_FILES.items())
+        lines.append(
+            f"To install it by hand, on a machine with internet download\n"
+            f"    {CIFAR10_URL}\n"
+            f"(163 MB, md5 {CIFAR10_ARCHIVE_MD5}) and either copy the archive to {root / CIFAR10_ARCHIVE}\n"
+            f"(it is checked and unpacked on the next run, when {folder} holds none of the files) or unpack it in "
+            f"{root}, so that these files exist:\n{files}")
+    lines.append(f"To use another folder (the course's own copy, say), set the environment variable {DATA_DIR_ENV} "
+                 f"to the absolute path of the folder that holds {CIFAR10_FOLDER}/ (now {root}).")
+    return "\n".join(lines)
 
 
 def missing_cifar10_message(root: str | Path | None = None, reason: str = "") -> str:
-    """What to do when CIFAR-10 is absent: which files, where, from which URL, with which md5 sums."""
-    root = Path(root if root is not None else data_dir()).expanduser().resolve()
-    folder = cifar10_folder(root)
-    missing = [name for name in CIFAR10_FILES if not (folder / name).is_file()]
-    files = "\n".join(f"    {folder / name}   md5 {md5}" for name, md5 in CIFAR10_FILES.items())
-    why = f" ({reason})" if reason else ""
-    return (
-        f"CIFAR-10 was not found in {folder} and could not be downloaded{why}.\n"
-        f"Missing: {', '.join(missing) or 'none'}.\n"
-        f"To install it by hand, on a machine with internet download\n"
-        f"    {CIFAR10_URL}\n"
-        f"(163 MB, md5 {CIFAR10_ARCHIVE_MD5}) and either copy the archive to {root / CIFAR10_ARCHIVE}\n"
-        f"(it is checked and unpacked on the next run) or unpack it in {root}, so that these files exist:\n"
-        f"{files}\n"
-        f"To use another folder, set the environment variable {DATA_DIR_ENV} to the folder that holds "
-        f"{CIFAR10_FOLDER}/ (now {root})."
-    )
+    """Why CIFAR-10 is not usable under ``root`` and what to do: the missing files, the files failing their
+    md5 sum (size, both sums, likely cause), where to put what, from which URL, with which md5 sums."""
+    return _problem_message(check_cifar10(root), reason)
 
 
 @contextlib.contextmanager
@@ -134,32 +336,91 @@ def _socket_timeout(seconds: float):
         socket.setdefaulttimeout(old)
 
 
-def download_cifar10(root: str | Path | None = None) -> Path:
-    """Download CIFAR-10 into ``root`` with torchvision (md5-checked) and return the batches folder.
+def _fetch_archive(root: Path) -> Path:
+    """Download the archive to ``<root>/cifar-10-python.tar.gz.download`` (torchvision: progress bar, md5 check),
+    then rename it to its name; a failed download is deleted. Raises OSError or RuntimeError."""
+    from torchvision.datasets.utils import download_url
 
-    An archive already in ``root`` with the right md5 is unpacked instead of downloaded. Raises
-    ``DatasetNotFoundError`` with instructions when the network or the archive fails.
-    """
-    from torchvision.datasets import CIFAR10
-
-    root = Path(root if root is not None else data_dir()).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    archive, part = root / CIFAR10_ARCHIVE, root / (CIFAR10_ARCHIVE + ".download")
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            CIFAR10(str(root), train=True, download=True)   # downloads, checks md5 sums, unpacks
-    except (OSError, RuntimeError) as err:                  # URLError is an OSError; md5 mismatch a RuntimeError
-        raise DatasetNotFoundError(missing_cifar10_message(root, f"{type(err).__name__}: {err}")) from None
-    return cifar10_folder(root)
+            download_url(CIFAR10_URL, str(root), filename=part.name, md5=CIFAR10_ARCHIVE_MD5)
+        os.replace(part, archive)
+    except RuntimeError:                     # torchvision: "File not found or corrupted." after the download
+        if part.is_file():
+            size, md5 = part.stat().st_size, _md5(part)
+            raise RuntimeError(f"the archive downloaded from {CIFAR10_URL} has md5 {md5}, expected "
+                               f"{CIFAR10_ARCHIVE_MD5} ({size:,} bytes, the official one has "
+                               f"{CIFAR10_ARCHIVE_SIZE:,}); it was deleted") from None
+        raise
+    finally:
+        part.unlink(missing_ok=True)
+    return archive
+
+
+def _unpack(archive: Path, folder: Path) -> None:
+    """Unpack ``archive`` into a temporary folder beside ``folder``, then move each file that ``folder`` lacks into it."""
+    tmp = Path(tempfile.mkdtemp(prefix=".cifar10-unpack-", dir=folder.parent))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.split("/")[0] == CIFAR10_FOLDER]
+            tar.extractall(tmp, members=members, filter="data")
+        unpacked = tmp / CIFAR10_FOLDER
+        if not unpacked.is_dir():
+            raise RuntimeError(f"{archive} holds no {CIFAR10_FOLDER}/ folder")
+        folder.mkdir(exist_ok=True)
+        for item in sorted(unpacked.iterdir()):
+            if not (folder / item.name).exists():          # never over a file that is there
+                os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def download_cifar10(root: str | Path | None = None) -> Path:
+    """Make ``<root>/cifar-10-batches-py`` the real CIFAR-10 and return it, downloading only into a folder
+    that holds none of its files (torchvision downloads and checks the md5 sum of the archive).
+
+    * every file there with its md5 sum: returned as it is, no network;
+    * a file there (or the archive in ``root``) failing its md5 sum: ``DatasetIntegrityError`` naming each
+      such file with its size, both md5 sums and the likely cause; nothing is downloaded or changed;
+    * some files there, others missing: ``DatasetNotFoundError`` listing the missing ones, nothing downloaded;
+    * none there: the archive in ``root`` is unpacked when its md5 sum is right, else downloaded first.
+      Offline (or any failure) ``DatasetNotFoundError`` lists the missing files and how to place them by hand.
+    """
+    status = check_cifar10(root)
+    if status.ok:
+        return status.folder
+    if status.wrong:
+        raise DatasetIntegrityError(_problem_message(status))
+    if status.present:
+        raise DatasetNotFoundError(_problem_message(status, "not downloaded: the folder holds some of the files"))
+    root = status.root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        archive = root / CIFAR10_ARCHIVE if status.archive is not None and status.archive.ok else _fetch_archive(root)
+        _unpack(archive, status.folder)
+    except (OSError, RuntimeError, tarfile.TarError, EOFError) as err:   # URLError is an OSError
+        raise DatasetNotFoundError(_problem_message(check_cifar10(root), f"download failed: {type(err).__name__}: "
+                                                                         f"{err}", untouched=False)) from None
+    after = check_cifar10(root)
+    if not after.ok:
+        raise DatasetIntegrityError(_problem_message(after, "after unpacking the archive", untouched=False))
+    return after.folder
 
 
 def ensure_cifar10(root: str | Path | None = None, download: bool = True) -> Path:
-    """The CIFAR-10 batches folder under ``root``: as it is when the files exist (nothing is downloaded,
-    generated files are accepted), else downloaded when ``download``, else ``DatasetNotFoundError``."""
-    if cifar10_present(root):
-        return cifar10_folder(root)
+    """The CIFAR-10 batches folder under ``root``.
+
+    ``download=True``: the md5 gate of ``download_cifar10``: the real CIFAR-10 as it is, downloaded into a
+    folder holding none of its files, else an error saying which files fail or are missing (nothing is
+    downloaded over files that are there). ``download=False``: the folder as it is when every file exists
+    (generated files accepted, no md5 sum checked), else ``DatasetNotFoundError`` listing the missing files.
+    """
     if download:
         return download_cifar10(root)
-    raise DatasetNotFoundError(missing_cifar10_message(root, "download=False"))
+    if cifar10_present(root):
+        return cifar10_folder(root)
+    raise DatasetNotFoundError(missing_cifar10_message(root, "download=False: nothing is downloaded"))
 
 
 # -- reading (one reader for real and generated files) -----------------------------------------
@@ -176,8 +437,23 @@ def read_cifar10_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     and ``b'labels'``, N ints in 0..9 (plus ``b'batch_label'`` and ``b'filenames'``).
     """
     path = Path(path)
+    return _batch_arrays(path, _load_pickle(path))
+
+
+def _load_pickle(path: Path) -> dict:
+    """A pickled CIFAR-10 file as a dict with str keys; a file that does not unpickle is named in a ValueError."""
     with open(path, "rb") as f:
-        entry = _str_keys(pickle.load(f, encoding="bytes"))
+        try:
+            entry = pickle.load(f, encoding="bytes")
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as err:
+            raise ValueError(f"{path} cannot be read as a pickled CIFAR-10 file ({type(err).__name__}: {err}); "
+                             f"`python -m dlcourse.data --check` says what is wrong with each file") from err
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path} holds a pickled {type(entry).__name__}, not a CIFAR-10 dict")
+    return _str_keys(entry)
+
+
+def _batch_arrays(path: Path, entry: dict) -> tuple[np.ndarray, np.ndarray]:
     if "data" not in entry or "labels" not in entry:
         raise ValueError(f"{path} is not a CIFAR-10 batch: keys {sorted(entry)}, expected 'data' and 'labels'")
     data = np.asarray(entry["data"])
@@ -191,16 +467,19 @@ def read_cifar10_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_cifar10_classes(folder: str | Path) -> tuple:
     """The class names stored in ``batches.meta``."""
-    with open(Path(folder) / "batches.meta", "rb") as f:
-        meta = _str_keys(pickle.load(f, encoding="bytes"))
+    return _class_names(_load_pickle(Path(folder) / "batches.meta"))
+
+
+def _class_names(meta: dict) -> tuple:
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"])
 
 
 def load_cifar10(root: str | Path | None = None, download: bool = True) -> CIFAR10Data:
     """CIFAR-10 from ``<root>/cifar-10-batches-py`` as uint8 tensors (50,000 train / 10,000 test when real).
 
-    ``root`` defaults to ``data_dir()``; missing files are downloaded when ``download`` (see
-    ``ensure_cifar10``). The same reader serves the real files and ``write_fake_cifar10``'s.
+    ``root`` defaults to ``data_dir()``. ``download=True`` reads only the real CIFAR-10 (md5-checked),
+    downloading it into a folder that holds none of its files; ``download=False`` reads whatever is there,
+    e.g. ``write_fake_cifar10``'s files (see ``ensure_cifar10``). One reader serves both.
     """
     folder = ensure_cifar10(root, download=download)
     train = [read_cifar10_batch(folder / name) for name in CIFAR10_TRAIN_BATCHES]
@@ -403,19 +682,30 @@ def make_loaders(data, batch_size: int = 128, device=None, resident: bool | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dlcourse.data``: download CIFAR-10 into the data folder, or say how to place it."""
+    """``python -m dlcourse.data [--check]``: download CIFAR-10 into the data folder (or say why not), or only check it."""
+    parser = argparse.ArgumentParser(prog="python -m dlcourse.data",
+                                     description=f"Download CIFAR-10 into the course data folder (${DATA_DIR_ENV}, "
+                                                 f"else {DEFAULT_DATA_DIR}), md5-checked, never over files that "
+                                                 "are there.")
+    parser.add_argument("--check", action="store_true",
+                        help="only check each file's md5 sum and say what is wrong; download nothing "
+                             "(exit status 0 when it is the real CIFAR-10)")
+    args = parser.parse_args(argv)
     root = data_dir()
-    if is_real_cifar10(root):
-        print(f"CIFAR-10 is in {cifar10_folder(root)} (md5 sums checked)")
+    status = check_cifar10(root)
+    if args.check:
+        print(status.report() if status.ok else status.report() + "\n\n" + _problem_message(status))
+        return 0 if status.ok else 1
+    if status.ok:
+        print(f"CIFAR-10 is in {status.folder} (md5 sums checked)")
         return 0
     try:
         folder = download_cifar10(root)
     except DatasetNotFoundError as err:
         print(err)
         return 1
-    ok = is_real_cifar10(root)
-    print(f"CIFAR-10 {'downloaded to' if ok else 'found in'} {folder}" + ("" if ok else " but its md5 sums do not match"))
-    return 0 if ok else 1
+    print(f"CIFAR-10 downloaded to {folder} (md5 sums checked)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """dlcourse.data: generated CIFAR-10 through the real loading code, the offline message, the transforms."""
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import pickle
-import urllib.error
+import socket
+import tarfile
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,34 +101,205 @@ def test_fake_data_is_seeded_balanced_and_learnable():
     assert (predicted == yt).mean() > 0.5
 
 
-def test_absent_and_offline_message_says_what_to_put_where(monkeypatch, tmp_path):
-    """Without the files and without network, the error names the folder, the files, the URL and the md5 sums."""
-    import torchvision.datasets.cifar as tv_cifar
+@pytest.fixture
+def offline(monkeypatch):
+    """No network, at the socket layer: every connection attempt is refused (and counted)."""
+    attempts = []
 
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
+    def refuse(address, *args, **kwargs):
+        attempts.append(address)
+        raise ConnectionRefusedError(f"offline (test): no connection to {address}")
 
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+def _snapshot(root: Path) -> dict:
+    """Every file under root: relative path -> bytes (and every folder -> None)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def _as_official(monkeypatch, root: Path) -> None:
+    """Let the generated set in root play the official one: its md5 sums and sizes become the published ones."""
+    folder = D.cifar10_folder(root)
+    monkeypatch.setattr(D, "CIFAR10_FILES", {name: hashlib.md5((folder / name).read_bytes()).hexdigest()
+                                             for name in D.CIFAR10_FILES})
+    monkeypatch.setattr(D, "CIFAR10_SIZES", {name: (folder / name).stat().st_size for name in D.CIFAR10_FILES})
+
+
+def test_absent_and_offline_message_says_what_to_put_where(offline, monkeypatch, tmp_path):
+    """Without the files and without network, the error names the folder, the missing files, the URL and the md5 sums."""
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
-    for call in (lambda: D.load_cifar10(), lambda: D.ensure_cifar10(download=False)):
+    for call in (lambda: D.load_cifar10(), lambda: D.ensure_cifar10(download=False), D.download_cifar10):
         with pytest.raises(D.DatasetNotFoundError) as err:
             call()
         message = str(err.value)
+        assert not isinstance(err.value, D.DatasetIntegrityError)
         assert str(tmp_path / "cifar-10-batches-py") in message and D.CIFAR10_URL in message
         assert D.CIFAR10_ARCHIVE_MD5 in message and "COURSE_DATA_DIR" in message
         assert all(name in message and md5 in message for name, md5 in D.CIFAR10_FILES.items())
-    assert "no network" in str(pytest.raises(D.DatasetNotFoundError, D.download_cifar10).value)
+        assert f"Missing: {', '.join(D.CIFAR10_FILES)} (7 of 7 files)" in message and "Missing: none" not in message
+    assert offline, "the download was not even tried"
+    assert "offline (test)" in message                        # the network's own error is quoted
+    assert sorted(p.name for p in tmp_path.iterdir()) == []   # no partial archive, no temporary folder left
 
 
-def test_download_rejects_files_with_wrong_md5(monkeypatch, tmp_path):
-    """torchvision's md5 check (what download_cifar10 relies on) rejects generated files: they are reported, not used."""
-    import torchvision.datasets.cifar as tv_cifar
+def test_offline_with_some_files_missing_names_them_and_downloads_nothing(offline, monkeypatch, tmp_path):
+    """A folder holding some of the files: the error lists the missing ones, no download is tried, nothing changes."""
+    D.write_fake_cifar10(tmp_path, num_train=10, num_test=5)
+    _as_official(monkeypatch, tmp_path)
+    for name in ("test_batch", "batches.meta"):
+        (D.cifar10_folder(tmp_path) / name).unlink()
+    before = _snapshot(tmp_path)
+    for call in (lambda: D.load_cifar10(tmp_path), lambda: D.load_cifar10(tmp_path, download=False),
+                 lambda: D.download_cifar10(tmp_path)):
+        with pytest.raises(D.DatasetNotFoundError) as err:
+            call()
+        message = str(err.value)
+        assert "Missing: test_batch, batches.meta (2 of 7 files)" in message, message
+        assert not isinstance(err.value, D.DatasetIntegrityError) and "fail" not in message
+        assert "Nothing was downloaded" in message and "never replaces files" in message
+    assert offline == [] and _snapshot(tmp_path) == before
 
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive",
-                        lambda url, root, **kw: D.write_fake_cifar10(root, num_train=10, num_test=10))
-    with pytest.raises(D.DatasetNotFoundError, match="corrupted"):
+
+def test_one_corrupted_batch_is_named_with_its_md5_sums_and_left_unchanged(offline, monkeypatch, tmp_path):
+    """One truncated batch: an integrity error names that file (size, expected and actual md5, partial download);
+    nothing is downloaded and the folder is byte-for-byte unchanged."""
+    D.write_fake_cifar10(tmp_path, num_train=50, num_test=10)
+    _as_official(monkeypatch, tmp_path)
+    bad = D.cifar10_folder(tmp_path) / "data_batch_3"
+    bad.write_bytes(bad.read_bytes()[:1000])                   # an interrupted copy
+    actual = hashlib.md5(bad.read_bytes()).hexdigest()
+    before = _snapshot(tmp_path)
+
+    status = D.check_cifar10(tmp_path)
+    assert [f.name for f in status.wrong] == ["data_batch_3"] and status.missing == () and not status.ok
+    assert [f.name for f in status.files if f.ok] == [n for n in D.CIFAR10_FILES if n != "data_batch_3"]
+    for call in (lambda: D.load_cifar10(tmp_path), lambda: D.ensure_cifar10(tmp_path), lambda: D.download_cifar10(tmp_path)):
+        with pytest.raises(D.DatasetIntegrityError) as err:
+            call()
+        message = str(err.value)
+        assert isinstance(err.value, D.DatasetNotFoundError)    # what the notebook already catches
+        assert "data_batch_3" in message and actual in message and D.CIFAR10_FILES["data_batch_3"] in message
+        assert "1,000 bytes" in message and "partial download" in message
+        assert "1 file fails the md5 check" in message and "data_batch_1" not in message and "Missing" not in message
+        assert f"delete (or move away) {D.cifar10_folder(tmp_path)}" in message and "COURSE_DATA_DIR" in message
+    assert offline == [] and _snapshot(tmp_path) == before
+    assert not D.is_real_cifar10(tmp_path)
+    # the reader's path (download=False) reads what is there, so it stops at the truncated file and names it
+    with pytest.raises(ValueError, match="data_batch_3 cannot be read"):
+        D.load_cifar10(tmp_path, download=False)
+
+
+def test_generated_folder_is_refused_by_the_download_gate_and_read_without_it(offline, tmp_path):
+    """With the real md5 sums, a generated folder fails every file (each said to be generated); download=False reads it."""
+    D.write_fake_cifar10(tmp_path, num_train=10, num_test=5)
+    before = _snapshot(tmp_path)
+    with pytest.raises(D.DatasetIntegrityError) as err:
+        D.load_cifar10(tmp_path)
+    message = str(err.value)
+    assert "7 files fail the md5 check" in message and message.count("written by write_fake_cifar10") == 6
+    assert all(md5 in message for md5 in D.CIFAR10_FILES.values())
+    assert offline == [] and _snapshot(tmp_path) == before
+    assert len(D.load_cifar10(tmp_path, download=False).y_train) == 10
+
+
+def test_partial_archive_is_named_and_kept(offline, tmp_path):
+    """A truncated cifar-10-python.tar.gz in the data folder: named with its md5 sums, not replaced, no download."""
+    archive = tmp_path / D.CIFAR10_ARCHIVE
+    archive.write_bytes(b"\x1f\x8b" + bytes(4094))
+    with pytest.raises(D.DatasetIntegrityError) as err:
         D.download_cifar10(tmp_path)
-    assert D.cifar10_present(tmp_path) and not D.is_real_cifar10(tmp_path)
+    message = str(err.value)
+    assert D.CIFAR10_ARCHIVE in message and D.CIFAR10_ARCHIVE_MD5 in message and "partial download" in message
+    assert hashlib.md5(archive.read_bytes()).hexdigest() in message and "4,096 bytes" in message
+    assert f"and {archive}" in message                          # delete it too, says what to do
+    assert offline == [] and sorted(p.name for p in tmp_path.iterdir()) == [D.CIFAR10_ARCHIVE]
+
+
+def test_all_present_real_files_load_without_network(offline, monkeypatch, tmp_path):
+    """Every file with its (published) md5 sum: load_cifar10(download=True) reads it as it is, no network."""
+    D.write_fake_cifar10(tmp_path, num_train=23, num_test=7, seed=3)
+    _as_official(monkeypatch, tmp_path)
+    assert D.check_cifar10(tmp_path).ok and D.is_real_cifar10(tmp_path)
+    data = D.load_cifar10(tmp_path)
+    assert np.array_equal(data.X_train.numpy(), D.fake_cifar10_arrays(23, seed=3)[0]) and offline == []
+
+
+def test_data_dir_variable_points_everything_at_the_course_copy(offline, monkeypatch, tmp_path, capsys):
+    """COURSE_DATA_DIR: load_cifar10(), check_cifar10() and `python -m dlcourse.data [--check]` use that copy."""
+    course_copy = tmp_path / "course-data"
+    D.write_fake_cifar10(course_copy, num_train=20, num_test=10, seed=5)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(course_copy))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))          # the default folder must not be consulted
+    assert D.check_cifar10().folder == course_copy / "cifar-10-batches-py"
+    assert D.main(["--check"]) == 1 and "written by write_fake_cifar10" in capsys.readouterr().out
+    assert D.main([]) == 1 and "nothing was downloaded" in capsys.readouterr().out.lower()
+    _as_official(monkeypatch, course_copy)
+    assert len(D.load_cifar10().y_train) == 20 and len(D.load_cifar10(download=False).y_test) == 10
+    assert D.main(["--check"]) == 0 and "the real CIFAR-10 is in" in capsys.readouterr().out
+    assert D.main([]) == 0 and str(course_copy) in capsys.readouterr().out
+    assert offline == [] and not (tmp_path / "home").exists()
+
+
+@pytest.fixture
+def archive_server(tmp_path_factory):
+    """A local HTTP server for a folder: (folder, base URL)."""
+    folder = tmp_path_factory.mktemp("served")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            pass                     # torchvision's redirect probe hangs up after the headers: a broken pipe here
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _fake_archive(path: Path, tmp: Path) -> str:
+    """A cifar-10-python.tar.gz of a generated set (cifar-10-batches-py/ and a readme); returns its md5."""
+    D.write_fake_cifar10(tmp, num_train=15, num_test=5, seed=2)
+    (D.cifar10_folder(tmp) / "readme.html").write_text("generated")
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(D.cifar10_folder(tmp), arcname=D.CIFAR10_FOLDER)
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_download_unpacks_into_an_empty_folder(archive_server, monkeypatch, tmp_path, capsys):
+    """A download (from a local server) is md5-checked, unpacked and moved into place; no temporary file is left."""
+    served, url = archive_server
+    md5 = _fake_archive(served / D.CIFAR10_ARCHIVE, tmp_path / "source")
+    _as_official(monkeypatch, tmp_path / "source")
+    monkeypatch.setattr(D, "CIFAR10_URL", f"{url}/{D.CIFAR10_ARCHIVE}")
+    monkeypatch.setattr(D, "CIFAR10_ARCHIVE_MD5", md5)
+    root = tmp_path / "data"
+    (root / D.CIFAR10_FOLDER).mkdir(parents=True)              # an empty folder is not "some of the files"
+    assert D.download_cifar10(root) == D.cifar10_folder(root) and D.is_real_cifar10(root)
+    assert sorted(p.name for p in root.iterdir()) == sorted([D.CIFAR10_ARCHIVE, D.CIFAR10_FOLDER])
+    assert (D.cifar10_folder(root) / "readme.html").read_text() == "generated"
+    assert len(D.load_cifar10(root).y_train) == 15
+    capsys.readouterr()
+
+
+def test_download_with_a_wrong_md5_is_deleted_and_reported(archive_server, monkeypatch, tmp_path, capsys):
+    """A downloaded archive that fails its md5 check is reported with both sums and deleted; the folder stays absent."""
+    served, url = archive_server
+    md5 = _fake_archive(served / D.CIFAR10_ARCHIVE, tmp_path / "source")
+    monkeypatch.setattr(D, "CIFAR10_URL", f"{url}/{D.CIFAR10_ARCHIVE}")
+    root = tmp_path / "data"
+    with pytest.raises(D.DatasetNotFoundError) as err:
+        D.download_cifar10(root)
+    message = str(err.value)
+    assert md5 in message and D.CIFAR10_ARCHIVE_MD5 in message and "it was deleted" in message
+    assert "Missing: " in message and sorted(p.name for p in root.iterdir()) == []
+    capsys.readouterr()
 
 
 def test_normalize_and_test_transform_agree():
