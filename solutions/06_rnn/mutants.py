@@ -43,7 +43,7 @@ def clip_grad_norm(parameters, max_norm):
 def _classifier(body):
     return '''
 class RowClassifier(nn.Module):
-    def __init__(self, cell_type="lstm", input_size=8, hidden_size=64, num_classes=10):
+    def __init__(self, cell_type="lstm", input_size=8, hidden_size=64, num_classes=10, forget_bias=None):
         super().__init__()
         if cell_type not in TORCH_CELLS:
             raise ValueError(f"cell_type must be one of {sorted(TORCH_CELLS)}, got {cell_type!r}")
@@ -51,6 +51,12 @@ class RowClassifier(nn.Module):
         self.hidden_size = hidden_size
         self.cell = TORCH_CELLS[cell_type](input_size, hidden_size)
         self.head = nn.Linear(hidden_size, num_classes)
+        if forget_bias is not None:
+            if cell_type != "lstm":
+                raise ValueError(f"only the LSTM has a forget gate; cell_type is {cell_type!r}")
+            with torch.no_grad():
+                self.cell.bias_ih[hidden_size:2 * hidden_size].fill_(forget_bias)
+                self.cell.bias_hh[hidden_size:2 * hidden_size].zero_()
 
     def forward(self, X):
         N, T, _ = X.shape
@@ -251,6 +257,17 @@ def gru_cell(x, h, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
         h_last = state[1] if self.cell_type == "lstm" else state
         return self.head(h_last)
 '''), "the LSTM classifies from the cell state c_T instead of h_T"),
+    Mutant("classifier_truncated_bptt", "RowClassifier", _classifier('''
+        h = X.new_zeros(N, self.hidden_size)
+        state = (h, X.new_zeros(N, self.hidden_size)) if self.cell_type == "lstm" else h
+        for t in range(T):
+            if t > 0 and t % 8 == 0:                # truncated BPTT: gradients flow back 8 steps at most
+                state = tuple(s.detach() for s in state) if self.cell_type == "lstm" else state.detach()
+            state = step(X[:, t], state, *weights)
+        h_last = state[0] if self.cell_type == "lstm" else state
+        return self.head(h_last)
+'''), "detaches the state every 8 steps (truncated BPTT): right logits, but no gradient reaches rows more "
+       "than 8 steps before the end"),
     Mutant("classifier_returns_probabilities", "RowClassifier", _classifier('''
         h = X.new_zeros(N, self.hidden_size)
         state = (h, X.new_zeros(N, self.hidden_size)) if self.cell_type == "lstm" else h
