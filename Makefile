@@ -28,8 +28,8 @@ release: $(STAMP)           ## regenerate assignments/ from solutions/
 check-release: $(STAMP)     ## fail if assignments/ drifted from solutions/
 	$(PY) -m autograder release --check
 
-collect: $(STAMP)           ## make collect FROM=path/to/folder-or.zip
-	$(PY) -m autograder collect $(FROM)
+collect: $(STAMP)           ## make collect FROM=path/to/folder-or.zip [TIMES=lms-times.csv]
+	$(PY) -m autograder collect $(FROM) $(if $(TIMES),--submitted-at $(TIMES))
 
 autograde: $(STAMP)
 	$(PY) -m autograder autograde --workers $(WORKERS)

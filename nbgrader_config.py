@@ -41,6 +41,7 @@ try:
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades,
                                         IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
+    from autograder.duedates import SchedulePenalty
     from autograder.feedback import RedactHiddenTests
     from autograder.preprocessors import NormalizeSubmission, SanitizeForDisplay, TrustedExecute
 
@@ -49,6 +50,8 @@ try:
     c.Autograde.autograde_preprocessors = [TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                            SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, SanitizeForDisplay]
     c.TrustedExecute.timeout = c.Execute.timeout
+    # Late penalties: the policy and due dates of the course root's schedule.toml (autograder/duedates.py).
+    c.AssignLatePenalties.plugin_class = SchedulePenalty
     # Feedback shows test names, points and the grader's messages, never hidden-test code or student output.
     c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
 except ImportError as _missing:

@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="take submissions from a folder or a zip")
     c.add_argument("source", type=Path)
     c.add_argument("--assignment", help="the assignment, when the layout is <student>/<files>")
+    c.add_argument("--submitted-at", type=Path, metavar="FILE.csv",
+                   help="submission times from a trusted source (e.g. the LMS's export): rows student,assignment,"
+                        "time (ISO 8601, e.g. 2027-03-01T23:59:00+08:00); default: when collect receives each")
 
     a = sub.add_parser("autograde", help="grade every submission in parallel")
     a.add_argument("assignments", nargs="*")
@@ -77,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autograder.duedates import ScheduleError
+
+    try:
+        return _main(argv)
+    except ScheduleError as err:   # schedule.toml or a --submitted-at file that cannot be applied: one line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "no_isolation", False):
         import os
@@ -125,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "collect":
         from autograder.collect import collect
 
-        pairs = collect(course, args.source, args.assignment)
+        pairs = collect(course, args.source, args.assignment, args.submitted_at)
         print(f"collected {len(pairs)} submission(s) into {course.submitted()}")
         return 0
     if args.command == "autograde":

@@ -1,9 +1,18 @@
 """Take submissions from a folder or a zip into ``submitted/<student>/<assignment>/``.
 
 Accepted layouts (inside the folder or the zip): ``<student>/<assignment>/<files>``, or, with
-``--assignment A``, ``<student>/<files>``. Each submission's ``timestamp.txt`` is the time this
-command received it (a student's own is replaced). Names are checked, so a crafted zip cannot write
-outside ``submitted/`` (no ``..``, no absolute paths, no links).
+``--assignment A``, ``<student>/<files>``, or nbgrader's exchange inbox (``<exchange>/<course>/inbound``,
+entries ``<student>+<assignment>+<time>[+<random>]``: the latest of each student is taken, and only from
+an entry that student's Unix account owns). Names are checked, so a crafted zip cannot write outside
+``submitted/`` (no ``..``, no absolute paths, no links).
+
+Each submission's time (its ``timestamp.txt``, recorded in ``reports/submission_times.json``, see
+``autograder/duedates.py``) comes from a trusted source only, never from the student's files: the time
+given for it in ``--submitted-at FILE.csv`` (``student,assignment,time``, e.g. an LMS's export), else,
+for an exchange entry, its last change on disk (the latest ctime of the entry and everything in it,
+which no user can set back), else when this command received it. Each submission's time and its
+source are printed; a submission whose only time is its collection, after its due date, is named in a
+warning (it would be late only because it was collected late).
 
 A notebook handed in under another name than the release's is renamed when there is no doubt which
 it is: what Colab, browsers and LMSs make of ``01_backprop.ipynb`` ("Copy of 01_backprop.ipynb",
@@ -12,6 +21,8 @@ a one-notebook assignment. Every rename, and every notebook that cannot be place
 """
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import shutil
 import tempfile
@@ -19,9 +30,12 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from autograder import duedates
 from autograder.course import Course
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+EXCHANGE_ENTRY = re.compile(r"^([^+/]+)\+([^+/]+)\+(.+)$")   # nbgrader submit's <student>+<assignment>+<time>[+<random>]
+RECEIVED = "received by collect"
 
 
 def notebook_stem(filename: str) -> str | None:
@@ -77,9 +91,66 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         zf.extractall(dest)
 
 
-def collect(course: Course, source: Path, assignment: str | None = None) -> list[tuple[str, str]]:
-    """Copy submissions in; returns the (student, assignment) pairs collected."""
+def last_change(folder: Path) -> datetime:
+    """The latest ctime of ``folder`` and everything in it: when its content last changed on disk.
+
+    A ctime is set by the kernel to the current time at every change (a write, a rename, a link, a
+    chmod, utime itself), so a user can move it forward but never back."""
+    latest = folder.lstat().st_ctime_ns
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            latest = max(latest, os.lstat(os.path.join(parent, name)).st_ctime_ns)
+    return datetime.fromtimestamp(latest / 1e9, timezone.utc)
+
+
+def _owner(path: Path) -> str:
+    uid = path.lstat().st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def is_exchange_inbox(folder: Path) -> bool:
+    entries = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return bool(entries) and all(EXCHANGE_ENTRY.match(p.name) for p in entries)
+
+
+def _exchange_entries(inbox: Path) -> list[tuple[str, str, Path, datetime, str]]:
+    """The latest entry per student and assignment (by when it last changed, not by its name's time,
+    which the student wrote), from entries the student's own account owns."""
+    latest: dict[tuple[str, str], tuple[datetime, Path]] = {}
+    older: dict[tuple[str, str], int] = {}
+    for entry in sorted(p for p in inbox.iterdir() if p.is_dir() and not p.is_symlink()):
+        student, assignment, _ = EXCHANGE_ENTRY.match(entry.name).groups()
+        if not SAFE_NAME.match(student):
+            print(f"skipped exchange entry {entry.name!r}: student ids may hold letters, digits, '.', '_' and '-' only")
+            continue
+        if _owner(entry) != student:
+            print(f"skipped exchange entry {entry.name!r}: it names {student!r} but {_owner(entry)!r} owns it")
+            continue
+        when = last_change(entry)
+        key = (student, assignment)
+        if key in latest:
+            older[key] = older.get(key, 0) + 1
+            if when <= latest[key][0]:
+                continue
+        latest[key] = (when, entry)
+    for (student, assignment), n in sorted(older.items()):
+        print(f"{student}/{assignment}: {n} earlier hand-in(s) in the exchange not taken")
+    return [(s, a, entry, when, f"exchange entry {entry.name!r}, its last change on disk")
+            for (s, a), (when, entry) in sorted(latest.items())]
+
+
+def collect(course: Course, source: Path, assignment: str | None = None,
+            submitted_at: Path | None = None) -> list[tuple[str, str]]:
+    """Copy submissions in; returns the (student, assignment) pairs collected.
+
+    ``submitted_at``: a CSV of ``student,assignment,time`` from a trusted source (an LMS's export)."""
     assignments = set(course.assignments())
+    schedule = duedates.course_schedule(course)
+    given = duedates.read_times_csv(submitted_at, schedule) if submitted_at else {}
+    received = datetime.now(timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
         if source.is_file() and zipfile.is_zipfile(source):
             _safe_extract(source, Path(tmp))
@@ -93,33 +164,58 @@ def collect(course: Course, source: Path, assignment: str | None = None) -> list
         else:
             raise ValueError(f"{source} is neither a folder nor a zip file")
 
-        collected = []
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f %Z")
-        for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            student = student_dir.name
-            if not SAFE_NAME.match(student):
-                print(f"skipped {student!r}: student ids may hold letters, digits, '.', '_' and '-' only")
-                continue
-            pairs = ([(assignment, student_dir)] if assignment and any(student_dir.glob("*.ipynb"))
-                     else [(a.name, a) for a in student_dir.iterdir() if a.is_dir()])
-            for name, folder in pairs:
-                if name not in assignments:
-                    print(f"skipped {student}/{name}: no such assignment (known: {', '.join(sorted(assignments))})")
+        found: list[tuple[str, str, Path, datetime, str]] = []   # student, assignment, folder, time, source
+        if source.is_dir() and is_exchange_inbox(root):
+            found = [f for f in _exchange_entries(root) if not assignment or f[1] == assignment]
+        else:
+            for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if not SAFE_NAME.match(student_dir.name):
+                    print(f"skipped {student_dir.name!r}: student ids may hold letters, digits, '.', '_' and '-' only")
                     continue
-                dest = course.submitted(student, name)
-                if dest.exists():
-                    shutil.rmtree(dest)
-                shutil.copytree(folder, dest, symlinks=True,
-                                ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-                for link in [p for p in dest.rglob("*") if p.is_symlink()]:
-                    link.unlink()
-                expected = sorted(p.name for p in (course.release_dir / name).glob("*.ipynb"))
-                for note in place_notebooks(dest, expected, f"{student}/{name}") if expected else []:
-                    print(note)
-                # when the submission was received, as this command saw it: a timestamp.txt the student's
-                # files carried is replaced (nbgrader reads this file for late penalties)
-                if (dest / "timestamp.txt").exists():
-                    print(f"{student}/{name}: its own timestamp.txt was replaced by the collection time")
-                (dest / "timestamp.txt").write_text(stamp)
-                collected.append((student, name))
+                pairs = ([(assignment, student_dir)] if assignment and any(student_dir.glob("*.ipynb"))
+                         else [(a.name, a) for a in student_dir.iterdir() if a.is_dir()])
+                found += [(student_dir.name, name, folder, received, RECEIVED) for name, folder in pairs]
+
+        collected, times, late_by_collection = [], {}, []
+        for student, name, folder, when, where in found:
+            if name not in assignments:
+                print(f"skipped {student}/{name}: no such assignment (known: {', '.join(sorted(assignments))})")
+                continue
+            if (student, name) in given:
+                when, where = given[(student, name)]
+                if when > received:
+                    print(f"warning: {student}/{name}: {where} gives {duedates.stamp(when)}, after it was "
+                          f"received ({duedates.stamp(received)}): check that file's time zone")
+            dest = course.submitted(student, name)
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(folder, dest, symlinks=True,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+            for link in [p for p in dest.rglob("*") if p.is_symlink()]:
+                link.unlink()
+            expected = sorted(p.name for p in (course.release_dir / name).glob("*.ipynb"))
+            for note in place_notebooks(dest, expected, f"{student}/{name}") if expected else []:
+                print(note)
+            # nbgrader reads the submission time from timestamp.txt: the student's own is never kept
+            if (dest / "timestamp.txt").exists():
+                print(f"{student}/{name}: its own timestamp.txt was replaced")
+                (dest / "timestamp.txt").unlink()
+            due = schedule.due.get(name)
+            print(f"{student}/{name}: submitted {duedates.stamp(when)}, {where} "
+                  f"({duedates.describe_lateness(when, due)})")
+            if where == RECEIVED and due is not None and when > due:
+                late_by_collection.append(f"{student}/{name}")
+            times[(student, name)] = (when, where, duedates.files_hash(dest))
+            (dest / "timestamp.txt").write_text(duedates.stamp(when))
+            collected.append((student, name))
+    if times:
+        duedates.record_times(course, times)
+    unused = sorted(set(given) - set(times))
+    if unused:
+        print(f"{submitted_at.name}: {len(unused)} row(s) name no submission collected now, e.g. "
+              + ", ".join(f"{s}/{a}" for s, a in unused[:5]))
+    if late_by_collection:
+        print(f"warning: {len(late_by_collection)} submission(s) have no time but their collection, which is after "
+              f"the due date, so they count as late: {', '.join(late_by_collection)}. If they were handed in "
+              "earlier, collect again with --submitted-at FILE.csv (student,assignment,time, e.g. the LMS's export)")
     return collected

@@ -107,23 +107,34 @@ def _original(folder: Path, assignment: str, notebook: str):
     return read_notebook(path) if path.is_file() else None
 
 
-def _stage(course: Course, result: GradeResult, staging: Path) -> tuple[list[str], int]:
+def _stage(course: Course, result: GradeResult, staging: Path, times: dict | None = None,
+           due: bool = False) -> tuple[list[str], int]:
     """Copy the submission to ``staging/<student>/<assignment>``, repairing what nbgrader trips
-    on and leaving out unreadable notebooks.
+    on and leaving out unreadable notebooks. Its ``timestamp.txt`` (nbgrader's submission time) is
+    the time ``collect`` recorded for these files (``times``, see ``autograder/duedates.py``), or
+    none; ``due``: the assignment has a due date, so a missing time is reported.
 
     Returns the events to report and how many notebooks can be graded.
     """
+    from autograder import duedates
+
     src = course.submitted(result.student, result.assignment)
     dest = staging / result.student / result.assignment
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     events, readable = [], 0
+    when = duedates.recorded_time(course, result.student, result.assignment, times)
+    if when is not None:
+        (dest / "timestamp.txt").write_text(duedates.stamp(when))
+    elif due:
+        events.append("no submission time recorded by collect for these files (a timestamp.txt it holds is not "
+                      "trusted): not checked for lateness; collect it with `python -m autograder collect`")
     for path in sorted(src.rglob("*")):
         if path.is_symlink():
             events.append(f"{path.relative_to(src)} is a symbolic link: ignored")
             continue
-        if not path.is_file():
+        if not path.is_file() or path == src / "timestamp.txt":
             continue
         target = dest / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +212,8 @@ class Autograder:
         self._all_workers: list[Worker] = []
         self.budgets = budgets                 # measure each assignment's solution for its time budgets
         self._budget_file: Path | None = None
+        self._times: dict | None = None        # the submission times collect recorded (None: read them)
+        self._due: set[str] = set()            # the assignments with a due date
 
     # -- isolation -------------------------------------------------------------------------
     def _isolation_wanted(self) -> bool | None:
@@ -355,9 +368,12 @@ class Autograder:
     def _grade_one(self, result: GradeResult) -> GradeResult:
         start = time.monotonic()
         staging = self.course.root / "staging"
-        result.events, readable = _stage(self.course, result, staging)
+        result.events, readable = _stage(self.course, result, staging, self._times,
+                                         result.assignment in self._due)
         if readable == 0:
-            result.status, result.reason = "failed", "no readable notebook in the submission"
+            unreadable = [e.removesuffix(": scored zero") for e in result.events if e.endswith(": scored zero")]
+            result.status = "failed"
+            result.reason = "no readable notebook in the submission" + (f" ({'; '.join(unreadable)})" if unreadable else "")
             _zero_failed(self.course, result)
             result.seconds = round(time.monotonic() - start, 2)
             return result
@@ -410,6 +426,14 @@ class Autograder:
                     continue
                 todo.append(r)
 
+        from autograder import duedates
+
+        # due dates from schedule.toml into the gradebook, penalties of what is not regraded recomputed
+        for note in duedates.apply_schedule(self.course, assignments, students):
+            if self.show_progress:
+                print(note)
+        self._times = duedates.load_times(self.course)
+        self._due = set(duedates.course_schedule(self.course).due)
         results = list(done)
         if not todo:
             return sorted(results, key=lambda r: (r.assignment, r.student))

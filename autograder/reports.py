@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import html
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from autograder.course import Course
@@ -26,7 +27,13 @@ class ItemStats:
 def export_grades(course: Course, dest: Path) -> Path:
     """``nbgrader export`` to ``dest`` (CSV, one row per student per assignment), plus a column
     ``pending_written_points``: the points of written answers nobody has graded yet (their score
-    counts as 0 in ``score`` until someone grades them in the formgrader)."""
+    counts as 0 in ``score`` until someone grades them in the formgrader). The due dates of
+    ``schedule.toml`` and the late penalties of the current scores are written into the gradebook
+    first (``autograder/duedates.py``), so the ``duedate``, ``late_submission_penalty`` and ``score``
+    columns follow it."""
+    from autograder.duedates import apply_schedule
+
+    apply_schedule(course)
     dest.parent.mkdir(parents=True, exist_ok=True)
     proc = course.nbgrader("export", f"--to={dest}")
     if proc.returncode != 0:
@@ -76,6 +83,21 @@ def scores(course: Course) -> dict[tuple[str, str], tuple[float, float, float]]:
                         else:
                             manual += grade.max_score
                 out[(assignment.name, sub.student.id)] = (auto, auto_max, manual)
+    return out
+
+
+def late_penalties(course: Course) -> dict[tuple[str, str], tuple[float, float]]:
+    """(assignment, student) -> (seconds late, points taken) for each late submission (absent: on time)."""
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(course.sqlite_url()) as gb:
+        for assignment in gb.assignments:
+            if assignment.duedate is None:
+                continue
+            for sub in assignment.submissions:
+                if sub.total_seconds_late > 0:
+                    out[(assignment.name, sub.student.id)] = (sub.total_seconds_late, sub.late_submission_penalty)
     return out
 
 
@@ -140,6 +162,7 @@ def score_table(course: Course, results=None) -> str:
 
     table = scores(course)
     pending = pending_manual(course)
+    late = late_penalties(course)
     status = {(r.assignment, r.student): r for r in results or []}
     lines = [f"{'student':<24} {'assignment':<18} {'auto score':>12}  {'written':<12}  note"]
     for (assignment, student), (auto, auto_max, manual) in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -147,6 +170,9 @@ def score_table(course: Course, results=None) -> str:
         note = ""
         if r is not None:
             note = f"{r.status.upper()}: {r.reason}" if r.status in ("failed", "refused") else "; ".join(r.events)
+        if (assignment, student) in late:
+            seconds, penalty = late[(assignment, student)]
+            note = f"late by {timedelta(seconds=round(seconds))}: -{penalty:g} points" + (f"; {note}" if note else "")
         todo = pending.get((assignment, student), 0)
         written = f"{todo:g} pending" if todo else ("graded" if manual else "-")
         lines.append(f"{one_line(student, 24):<24} {assignment:<18} {auto:>5g} / {auto_max:<4g}  {written:<12}  "
