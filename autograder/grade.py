@@ -155,7 +155,8 @@ def _stage(course: Course, result: GradeResult, staging: Path, times: dict | Non
 
 
 def _zero_failed(course: Course, result: GradeResult) -> None:
-    """Give every autograded test of a submission that could not be graded an explicit zero."""
+    """Give every autograded test of a submission that could not be graded an explicit zero, and show
+    its written answers in the formgrader (``autograder/failed_submission.py``)."""
     import warnings
 
     from nbgrader.api import Gradebook
@@ -170,6 +171,10 @@ def _zero_failed(course: Course, result: GradeResult) -> None:
                     grade.auto_score = 0
                     grade.needs_manual_grade = False
         gb.db.commit()
+    # its written answers still reach a grader: the formgrader shows them, with the reason
+    from autograder.failed_submission import show_for_manual_grading
+
+    show_for_manual_grading(course, result.student, result.assignment, result.reason)
 
 
 def _as_completed_interruptibly(futures, poll_s: float = 0.2):

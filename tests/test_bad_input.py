@@ -208,3 +208,58 @@ def test_output_flood_is_truncated(bad_class):
     assert got == full
     graded = course.autograded("output-flood", ASSIGNMENT) / SOLUTION.name
     assert graded.stat().st_size < 2_000_000, f"autograded notebook is {graded.stat().st_size} bytes"
+
+
+def _written_answer(nb):
+    return next(c for c in nb.cells if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution")
+                and c.metadata.get("nbgrader", {}).get("grade"))
+
+
+def test_unreadable_submission_is_shown_to_the_grader(bad_class):
+    """An unreadable notebook still has a formgrader page that says why it scored zero, with nothing to grade by hand."""
+    from autograder.reports import pending_manual
+
+    course, _ = bad_class
+    shown = read(course.autograded("invalid-json", ASSIGNMENT) / SOLUTION.name)
+    assert "could not be graded automatically" in shown.cells[0].source
+    assert "not a readable notebook" in shown.cells[0].source
+    assert all(not c.get("outputs") for c in shown.cells if c.cell_type == "code")
+    assert (ASSIGNMENT, "invalid-json") not in pending_manual(course)
+
+
+def test_dead_student_process_keeps_its_written_answers(bad_class):
+    """A submission whose student process died is graded with its written answers waiting for a grader."""
+    from autograder.reports import pending_manual
+
+    course, _ = bad_class
+    shown = read(course.autograded("kernel-dies", ASSIGNMENT) / SOLUTION.name)
+    first_words = " ".join(_written_answer(read(SOLUTION)).source.split()[:8])
+    assert first_words in " ".join(_written_answer(shown).source.split())
+    assert pending_manual(course).get((ASSIGNMENT, "kernel-dies"), 0) > 0
+
+
+def test_failed_submission_keeps_its_written_answers(bad_class, tmp_path, monkeypatch):
+    """When grading itself fails, the formgrader still shows the written answers (cleaned) and they await grading."""
+    from autograder.reports import pending_manual
+
+    course, _ = bad_class
+    before = {s: _total(course, s) for s in ("perfect", "blank")}
+    nb = read(SOLUTION)
+    _written_answer(nb).source = "My answer: WRITTEN-MARKER-42 <script>alert('x')</script>"
+    nb.cells.insert(0, nbformat.v4.new_code_cell("print('code is never copied to the view')"))
+    (tmp_path / "grader-fails" / ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(nb, str(tmp_path / "grader-fails" / ASSIGNMENT / SOLUTION.name))
+    collect(course, tmp_path)
+    monkeypatch.setenv("COURSE_GRADER_MEMORY_MB", "24")   # the trusted grader cannot even start: grading fails
+    results = Autograder(course, cell_timeout=15, show_progress=False, budgets=False).run(students=["grader-fails"])
+    assert [r.status for r in results] == ["failed"], [(r.status, r.reason) for r in results]
+    shown = read(course.autograded("grader-fails", ASSIGNMENT) / SOLUTION.name)
+    assert "could not be graded automatically" in shown.cells[0].source
+    answer = _written_answer(shown).source
+    assert "WRITTEN-MARKER-42" in answer and "<script" not in answer
+    assert not any("never copied" in c.source for c in shown.cells)
+    written = sum(c.metadata["nbgrader"]["points"] for c in read(SOLUTION).cells if c.cell_type == "markdown"
+                  and c.metadata.get("nbgrader", {}).get("grade"))
+    assert pending_manual(course)[(ASSIGNMENT, "grader-fails")] == written
+    assert _total(course, "grader-fails")[0] == 0
+    assert {s: _total(course, s) for s in before} == before
