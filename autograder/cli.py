@@ -22,7 +22,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("collect", help="take submissions from a folder or a zip")
     c.add_argument("source", type=Path)
-    c.add_argument("--assignment", help="the assignment, when the layout is <student>/<files>")
+    c.add_argument("--assignment", help="the assignment, when the layout is <student>/<files> (or an LMS download "
+                   "whose notebooks do not say)")
+    c.add_argument("--lms", choices=("canvas", "moodle"), help="the source is that LMS's \"download submissions\" "
+                   "zip or folder (default: recognised from its file names)")
+    c.add_argument("--roster", type=Path, metavar="FILE.csv", help="for an LMS download: columns lms_id,student_id "
+                   "(default: the LMS's numeric ids are the student ids)")
     c.add_argument("--submitted-at", type=Path, metavar="FILE.csv",
                    help="submission times from a trusted source (e.g. the LMS's export): rows student,assignment,"
                         "time (ISO 8601, e.g. 2027-03-01T23:59:00+08:00); default: when collect receives each")
@@ -138,7 +143,7 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "collect":
         from autograder.collect import collect
 
-        pairs = collect(course, args.source, args.assignment, args.submitted_at)
+        pairs = collect(course, args.source, args.assignment, args.submitted_at, args.lms, args.roster)
         print(f"collected {len(pairs)} submission(s) into {course.submitted()}")
         return 0
     if args.command == "autograde":

@@ -142,11 +142,26 @@ def _exchange_entries(inbox: Path) -> list[tuple[str, str, Path, datetime, str]]
             for (s, a), (when, entry) in sorted(latest.items())]
 
 
+def _lms_assignment(course: Course, folder: Path) -> str:
+    """The one assignment whose release notebooks the files of an LMS download stand for."""
+    stems = {notebook_stem(p.name) for p in folder.rglob("*") if p.is_file()} - {None}
+    matches = [a for a in course.assignments()
+               if stems & {p.stem.lower() for p in (course.release_dir / a).glob("*.ipynb")}]
+    if len(matches) != 1:
+        raise ValueError("an LMS download holds one assignment: say which with --assignment "
+                         f"({'its notebooks match ' + ', '.join(matches) if matches else 'no notebook in it is named as a release is'})")
+    return matches[0]
+
+
 def collect(course: Course, source: Path, assignment: str | None = None,
-            submitted_at: Path | None = None) -> list[tuple[str, str]]:
+            submitted_at: Path | None = None, lms_kind: str | None = None,
+            roster: Path | None = None) -> list[tuple[str, str]]:
     """Copy submissions in; returns the (student, assignment) pairs collected.
 
-    ``submitted_at``: a CSV of ``student,assignment,time`` from a trusted source (an LMS's export)."""
+    ``submitted_at``: a CSV of ``student,assignment,time`` from a trusted source (an LMS's export).
+    ``lms_kind``: "canvas" or "moodle" for that LMS's download (default: recognised from its file
+    names, see ``autograder/lms.py``); ``roster``: a CSV ``lms_id,student_id`` for its student ids."""
+    from autograder import lms
     assignments = set(course.assignments())
     schedule = duedates.course_schedule(course)
     given = duedates.read_times_csv(submitted_at, schedule) if submitted_at else {}
@@ -165,7 +180,14 @@ def collect(course: Course, source: Path, assignment: str | None = None,
             raise ValueError(f"{source} is neither a folder nor a zip file")
 
         found: list[tuple[str, str, Path, datetime, str]] = []   # student, assignment, folder, time, source
-        if source.is_dir() and is_exchange_inbox(root):
+        kind = lms_kind or (None if source.is_dir() and is_exchange_inbox(root) else lms.detect(root))
+        if kind:
+            root = lms.to_student_folders(root, kind, Path(tmp) / "lms-students",
+                                          lms.read_roster(roster) if roster else None)
+            root.mkdir(exist_ok=True)
+            assignment = assignment or _lms_assignment(course, root)
+            print(f"a {kind.capitalize()} download of {assignment}")
+        if not kind and source.is_dir() and is_exchange_inbox(root):
             found = [f for f in _exchange_entries(root) if not assignment or f[1] == assignment]
         else:
             for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):

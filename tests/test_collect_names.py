@@ -45,7 +45,8 @@ def test_placing_keeps_the_exact_name_and_reports_what_it_cannot_place(tmp_path)
 
 
 def test_renamed_submissions_in_an_lms_zip_get_full_marks(tmp_path, capsys):
-    """A perfect notebook saved as "Copy of …", "… (1).ipynb.json" or under another name scores full marks."""
+    """A perfect notebook saved as "Copy of …", "… (1).ipynb.json" or under another name, in a zip of folders, a
+    Canvas or a Moodle download, scores full marks; what cannot be placed is reported by name."""
     course = Course.open(root=tmp_path / "course", repo=REPO, db_url=f"sqlite:///{tmp_path / 'gb.db'}")
     release(course, [ASSIGNMENT])
     text = SOLUTION.read_text(encoding="utf-8")
@@ -63,9 +64,38 @@ def test_renamed_submissions_in_an_lms_zip_get_full_marks(tmp_path, capsys):
                      "carol/01_backprop: 'my homework.ipynb', its only notebook, renamed to '01_backprop.ipynb'",
                      "dave/01_backprop: cannot tell which notebook 'draft.ipynb' is"):
         assert expected in printed, printed
+
+    # a Canvas download: flat files "<name>[_LATE]_<user id>_<attachment id>_<file>"; the latest upload counts
+    blank = (course.release_dir / ASSIGNMENT / SOLUTION.name).read_text(encoding="utf-8")
+    canvas = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(canvas, "w") as zf:
+        zf.writestr(f"doejane_4021_98765_{ASSIGNMENT}.ipynb", blank)                        # first upload: blank
+        zf.writestr(f"doejane_LATE_4021_98790_Copy of {ASSIGNMENT}-1.ipynb", text)          # re-upload: perfect
+        zf.writestr(f"leeann_77_98800_Copy of {ASSIGNMENT}.ipynb", text)
+        zf.writestr("doejane_4021_98791_notes.txt", "not a notebook")
+        zf.writestr("readme.txt", "not named as Canvas names submissions")
+    assert sorted(s for s, _ in collect(course, canvas)) == ["4021", "77"]
+    printed = capsys.readouterr().out
+    assert "Canvas download of 01_backprop" in printed and "'readme.txt' is not named" in printed, printed
+    assert "uploaded '01_backprop' more than once" in printed and "(the LMS marks it late)" in printed, printed
+    assert sorted(p.name for p in course.submitted("4021", ASSIGNMENT).iterdir()) == \
+        sorted([f"{ASSIGNMENT}.ipynb", "notes.txt", "timestamp.txt"])
+
+    # a Moodle download: a folder per submission; a roster maps the LMS's ids to the course's
+    moodle = tmp_path / "moodle.zip"
+    with zipfile.ZipFile(moodle, "w") as zf:
+        zf.writestr(f"Eve Moss_3301_assignsubmission_file_/{ASSIGNMENT} (1).ipynb", text)
+        zf.writestr("Eve Moss_3301_assignsubmission_onlinetext_/onlinetext.html", "<p>hi</p>")
+        zf.writestr(f"Nobody Known_9999_assignsubmission_file_/{ASSIGNMENT}.ipynb", text)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("lms_id,student_id\n3301,eve\n")
+    assert collect(course, moodle, roster=roster) == [("eve", ASSIGNMENT)]
+    printed = capsys.readouterr().out
+    assert "LMS id 9999 is not in the roster" in printed and "online text" in printed, printed
+
     results = {r.student: r for r in Autograder(course, workers=1, show_progress=False).run()}
     got = scores(course)
-    for student in ("alice", "bob", "carol"):
+    for student in ("alice", "bob", "carol", "4021", "77", "eve"):
         auto, auto_max, _ = got[(ASSIGNMENT, student)]
         assert results[student].status == "graded" and auto == auto_max > 0, (student, results[student], got)
     assert results["dave"].status == "failed" or got.get((ASSIGNMENT, "dave"), (0,))[0] == 0
