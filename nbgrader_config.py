@@ -41,6 +41,7 @@ try:
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades,
                                         IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
+    from autograder.artefacts import ShowHandedInResults, exclude_overwriting
     from autograder.duedates import SchedulePenalty
     from autograder.feedback import RedactHiddenTests
     from autograder.preprocessors import NormalizeSubmission, SanitizeForDisplay, TrustedExecute
@@ -48,7 +49,11 @@ try:
     c.Autograde.sanitize_preprocessors = [ClearOutput, NormalizeSubmission, DeduplicateIds, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [TrustedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                           SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, SanitizeForDisplay]
+                                           SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, ShowHandedInResults,
+                                           SanitizeForDisplay]
+    # The student's own results (exp1's sweeps, exp2's history) stay as handed in, never the source folder's
+    # copies, and are shown before the written answers that discuss them (autograder/artefacts.py).
+    c.Autograde.exclude_overwriting = exclude_overwriting()
     c.TrustedExecute.timeout = c.Execute.timeout
     # Late penalties: the policy and due dates of the course root's schedule.toml (autograder/duedates.py).
     c.AssignLatePenalties.plugin_class = SchedulePenalty

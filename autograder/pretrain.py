@@ -2,7 +2,9 @@
 
 Runs the solution of experiment 2 (``solutions/09_exp2_cifar10``) for epochs 0-4 at LR 0.1 on the
 real CIFAR-10 and writes ``build/pretrain/resnet20_epoch5.pth`` (CPU tensors, so it loads on any
-machine): ``{'net', 'epoch': 5, 'optimizer', 'acc'}``, the format the notebook's ``resume`` reads.
+machine): ``{'net', 'epoch': 5, 'optimizer', 'acc', 'history'}``, the format the notebook's ``resume``
+reads; ``history`` (epochs 0-4, per epoch as ``train`` records it) lets a resumed run's curve, its
+``final.pth`` and its ``exp2_history.json`` cover all 10 epochs.
 It needs a CUDA GPU and the real, md5-checked CIFAR-10 in the course data folder
 (``python -m dlcourse.data`` downloads it); without them it says what is missing and exits with 1.
 
@@ -43,6 +45,20 @@ def solution_namespace(assignment: str = ASSIGNMENT, repo: Path | None = None) -
         tree.body = [node for node in tree.body if isinstance(node, _KEEP)]
         exec(compile(tree, f"{path.name}:{meta.get('grade_id')}", "exec"), namespace)
     return namespace
+
+
+def pretrain_checkpoint(ns: dict, model, train_loader, test_loader, epochs: int = 5) -> tuple[dict, dict]:
+    """Train ``model`` for epochs 0..epochs-1 with the solution's ``train`` (namespace ``ns``); return the
+    checkpoint after the last of them, with the history of those epochs under ``"history"``, and the history."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        history = ns["train"](model, train_loader, test_loader, num_epochs=epochs, checkpoint_dir=tmp)
+        ns["add_history_to_checkpoints"](tmp, history)          # the notebook's own helper
+        checkpoint = torch.load(Path(tmp) / f"epoch_{epochs}.pth", map_location="cpu")
+    assert checkpoint["epoch"] == epochs, f"the checkpoint says epoch {checkpoint['epoch']}"
+    assert checkpoint["history"]["epoch"] == list(range(epochs)), checkpoint["history"]["epoch"]
+    return checkpoint, history
 
 
 def _missing() -> list[str]:
@@ -89,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     train_loader, test_loader = make_loaders(data, batch_size=128, device=device, seed=args.seed)
     model = ns["to_training_device"](ns["ResNet20"](), device)
     start = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        history = ns["train"](model, train_loader, test_loader, num_epochs=args.epochs, checkpoint_dir=tmp)
-        checkpoint = torch.load(Path(tmp) / f"epoch_{args.epochs}.pth", map_location="cpu")
-    assert checkpoint["epoch"] == args.epochs, f"the checkpoint says epoch {checkpoint['epoch']}"
+    checkpoint, history = pretrain_checkpoint(ns, model, train_loader, test_loader, args.epochs)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     print(f"{args.epochs} epochs in {time.time() - start:.0f} s on {torch.cuda.get_device_name(0)}: "
