@@ -312,3 +312,18 @@ def test_hostile_results_are_a_note_without_html(graded):
             for out in cell.get("outputs", []):
                 html_out = out.get("data", {}).get("text/html", "")
                 assert "<script" not in html_out and "onerror" not in html_out
+
+
+def test_the_pipeline_keeps_and_shows_the_artefacts():
+    """nbgrader_config.py never lets a file of solutions/ replace a handed-in artefact, and shows the results last
+    before SanitizeForDisplay (which cleans the cell again)."""
+    from traitlets.config import Config
+
+    config = Config()
+    exec(compile((REPO / "nbgrader_config.py").read_text(), "nbgrader_config.py", "exec"),
+         {"get_config": lambda: config, "__file__": str(REPO / "nbgrader_config.py")})
+    names = [p.__name__ for p in config.Autograde.autograde_preprocessors]
+    assert names[-2:] == ["ShowHandedInResults", "SanitizeForDisplay"], names
+    assert config.Autograde.exclude_overwriting == artefacts.exclude_overwriting()
+    assert config.Autograde.exclude_overwriting[EXP1] == ["exp1_results.json", "model.pth"]
+    assert "checkpoints/final.pth" in config.Autograde.exclude_overwriting[EXP2]
