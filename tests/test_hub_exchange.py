@@ -127,6 +127,8 @@ def hub(tmp_path_factory):
         inbox = exchange / COURSE_ID / "inbound"
         shutil.chown(inbox, group=GRADERS)      # what README.md asks when the instructor's group holds students
 
+        logs = []
+
         def fetch_and_submit(user: str, notebook: Path, *options: str) -> None:
             home = homes[user]
             if not (home / ASSIGNMENT).exists():
@@ -134,7 +136,8 @@ def hub(tmp_path_factory):
                 assert (home / ASSIGNMENT / NOTEBOOK).is_file(), list((home / ASSIGNMENT).iterdir())
             shutil.copy(notebook, home / ASSIGNMENT / NOTEBOOK)
             shutil.chown(home / ASSIGNMENT / NOTEBOOK, user)
-            _nbgrader(user, "submit", ASSIGNMENT, *options, home=home, config=config)
+            proc = _nbgrader(user, "submit", ASSIGNMENT, *options, home=home, config=config)
+            logs.append(proc.stdout + proc.stderr)
 
         blank = course.release_dir / ASSIGNMENT / NOTEBOOK
         start = datetime.now(timezone.utc)
@@ -155,7 +158,7 @@ def hub(tmp_path_factory):
             collected = collect(course, inbox)
         results = Autograder(course, workers=2, cell_timeout=120, show_progress=False, budgets=False).run()
         yield dict(course=course, inbox=inbox, homes=homes, config=config, collected=collected,
-                   printed=out.getvalue(), results={r.student: r for r in results}, window=(start, end),
+                   printed=out.getvalue(), submit_logs=logs, results={r.student: r for r in results}, window=(start, end),
                    entries={ANN: ann_entry, BEN: ben_entry, "stock": stock_entry, "forged": forged})
     finally:
         _drop_accounts()
@@ -179,6 +182,9 @@ def test_a_student_cannot_list_read_or_change_another_submission(hub, me, other)
     assert (entry / NOTEBOOK).is_file() and not (entry / "extra.txt").exists()
     assert (hub["inbox"].stat().st_mode & 0o7777) == 0o2733     # nbgrader's inbound: write, enter, no listing
     assert (entry.stat().st_mode & 0o777) == 0o770 and entry.stat().st_gid == hub["inbox"].stat().st_gid
+    stock_log, *private_logs = hub["submit_logs"]
+    assert all(f"readable by you and group {GRADERS} only" in log and "which you are in" not in log
+               for log in private_logs), private_logs
 
 
 def test_a_grader_in_the_inbound_group_reads_them(hub):
@@ -190,12 +196,14 @@ def test_a_grader_in_the_inbound_group_reads_them(hub):
 
 def test_nbgrader_stock_submit_is_readable_by_name(hub):
     """Why the README sets PrivateSubmit: nbgrader's own entry (mode 0777, files 0644) is open to whoever
-    knows its name. If this fails, nbgrader changed its modes: revisit autograder/exchange.py."""
+    knows its name, to read and to write. If this fails, nbgrader changed its modes: revisit
+    autograder/exchange.py. (Run after collect: what ann writes there changes nothing graded.)"""
     stock = hub["entries"]["stock"]
     assert (stock.stat().st_mode & 0o777) == 0o777
     assert PRIVATE_SUBMIT in (REPO / "README.md").read_text(), "README.md must tell hub admins to set it"
-    proc = _try(hub, ANN, f'cat "{stock / NOTEBOOK}" >/dev/null')
-    assert proc.returncode == 0, proc.stderr
+    for command in (f'cat "{stock / NOTEBOOK}" >/dev/null', f'echo x > "{stock}/extra.txt"'):
+        proc = _try(hub, ANN, command)
+        assert proc.returncode == 0, (command, proc.stderr)
 
 
 def test_collect_takes_each_latest_entry_timed_by_the_exchange(hub):
