@@ -214,8 +214,10 @@ def run_fresh(nb, *, timeout: int = 600, show_progress: bool = True):
         work.mkdir()
         path = os.pathsep.join([scratch] + [p for p in [os.environ.get("JUPYTER_PATH")] if p])
         # NBGRADER_EXECUTION: grading mode, as under `nbgrader validate` (demos cut, no progress bars,
-        # and the self-check cell inside the copy does nothing).
-        with _environment(JUPYTER_PATH=path, NBGRADER_EXECUTION="self-check", MPLBACKEND="Agg"):
+        # and the self-check cell inside the copy does nothing). PYDEVD_DISABLE_FILE_VALIDATION: the
+        # debugger of ipykernel 6 (Colab's) otherwise warns about frozen modules on stderr, into this cell.
+        with _environment(JUPYTER_PATH=path, NBGRADER_EXECUTION="self-check", MPLBACKEND="Agg",
+                          PYDEVD_DISABLE_FILE_VALIDATION="1"):
             client = NotebookClient(nb, timeout=timeout, kernel_name="dlcourse-self-check", allow_errors=True,
                                     interrupt_on_timeout=True, resources={"metadata": {"path": str(work)}})
             bar = progress(total=code_cells, desc="self-check", unit="cell", enabled=show_progress)

@@ -73,9 +73,15 @@ def test_lecture_runs_top_to_bottom(path, tmp_path):
     os.environ["MPLBACKEND"] = "Agg"
     client = SlicedPollClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
+    problems = lecture_problems(nb)
+    assert not problems, "\n".join(problems)
+
+
+def lecture_problems(nb) -> list[str]:
+    """What is wrong with an executed lecture (also used on Colab's versions, tests/test_colab.py)."""
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.get("execution_count") for c in code_cells), "some code cells did not run"
-    errors = [o for c in code_cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors, f"{errors[0].ename}: {errors[0].evalue}"
-    assert any(o.output_type in ("display_data", "execute_result") for c in code_cells for o in c.outputs), \
-        "the lecture displayed nothing: did it silently do nothing?"
+    problems = [] if all(c.get("execution_count") for c in code_cells) else ["some code cells did not run"]
+    problems += [f"{o.ename}: {o.evalue}" for c in code_cells for o in c.get("outputs", []) if o.output_type == "error"]
+    if not any(o.output_type in ("display_data", "execute_result") for c in code_cells for o in c.get("outputs", [])):
+        problems.append("the lecture displayed nothing: did it silently do nothing?")
+    return problems

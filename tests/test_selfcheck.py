@@ -195,3 +195,33 @@ def test_an_edited_test_cell_does_not_count_and_colab_line_lists_are_read(tmp_pa
     assert by_test["test_linear_forward_values"].message == selfcheck.EDITED
     assert not report.passed and all(r.passed for t, r in by_test.items()
                                      if t != "test_linear_forward_values" and r.status != "hidden")
+
+
+
+def test_colab_reply_is_read_and_an_edited_test_cell_is_found(monkeypatch, tmp_path):
+    """On Colab the notebook comes from get_ipynb (the stub of tests/test_colab.py: lists of lines, nbformat
+    4.0, Colab's metadata, stale outputs): it reads back cell for cell, and the one edited test cell is found."""
+    import types
+
+    from test_colab import COLAB_STUB
+
+    message = types.ModuleType("google.colab._message")
+    exec(COLAB_STUB["google/colab/_message.py"], message.__dict__)
+    colab = types.ModuleType("google.colab")
+    colab._message = message
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab._message", message)
+    released = REPO / "assignments" / "01_backprop" / "01_backprop.ipynb"
+    nb = nbformat.read(str(released), as_version=4)
+    target = next(c for c in selfcheck.visible_tests(nb) if c.metadata.nbgrader.grade_id == "test_linear_forward_values")
+    target.source += "\nassert True"
+    browser = tmp_path / released.name
+    nbformat.write(nb, str(browser))
+    monkeypatch.setenv("COLAB_STUB_IPYNB", str(browser))
+    reply = message.blocking_request("get_ipynb", request="", timeout_sec=60)["ipynb"]
+    assert all(isinstance(c["source"], list) for c in reply["cells"]) and reply["nbformat_minor"] == 0
+    got, name = selfcheck._this_notebook()
+    assert name == "this Colab notebook"
+    assert [c.source for c in got.cells] == [c.source for c in nb.cells]
+    assert [c.metadata.nbgrader.grade_id for c in selfcheck.visible_tests(got) if selfcheck.edited(c)] == \
+        ["test_linear_forward_values"]
