@@ -225,4 +225,22 @@ def max_pool2d(X, kernel_size, stride=None):
     Mutant("train_ignores_seed", "train_cnn", _train_cnn(seed="pass"), "never seeds: runs cannot be repeated"),
     Mutant("train_records_last_batch_loss", "train_cnn", _train_cnn(record="loss.item()"),
            "history['loss'] holds the last batch's loss, not the epoch's mean"),
+    Mutant("train_shuffles_once", "train_cnn", _train_cnn().replace(
+        "    for _ in progress(", "    order = torch.randperm(N, device=device)\n    for _ in progress(").replace(
+        "        order = torch.randperm(N, device=device)\n", ""), "draws one order before the first epoch and reuses it"),
+    Mutant("train_never_shuffles", "train_cnn", _train_cnn().replace(
+        "order = torch.randperm(N, device=device)", "order = torch.arange(N, device=device)"),
+           "goes through the examples in their stored order every epoch"),
+    Mutant("train_drops_last_batch", "train_cnn", _train_cnn().replace(
+        "for start in range(0, N, batch_size):", "for start in range(0, N - batch_size + 1, batch_size):"),
+           "skips the last, smaller batch (as DataLoader(drop_last=True) would)"),
+    Mutant("train_adam_per_batch", "train_cnn", _train_cnn(inner_zero="optimizer = torch.optim.Adam(model.parameters(), "
+                                                           "lr=lr)\n            optimizer.zero_grad()"),
+           "creates a new Adam for every batch, so its moment estimates restart at each step"),
+    Mutant("train_ignores_channels", "train_cnn", _train_cnn().replace("SmallCNN(channels)", "SmallCNN()"),
+           "always builds the default SmallCNN, whatever channels says"),
+    Mutant("train_fixed_batch_size", "train_cnn", _train_cnn().replace(
+        "for start in range(0, N, batch_size):\n            batch = order[start:start + batch_size]",
+        "for start in range(0, N, 128):\n            batch = order[start:start + 128]"),
+           "uses batches of 128 whatever batch_size says"),
 ]

@@ -347,4 +347,35 @@ def positional_encoding(T, d_model):
         optimizer.step()
         losses.append(loss.item())
 '''), "uses the inputs as targets: learns to copy instead of to reverse"),
+    Mutant("train_adam_per_step", "train_transformer", _train('''
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        idx = torch.randint(len(X), (batch_size,), generator=g)
+        logits = model(X[idx].to(device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+'''), "creates a new Adam at every step, so its moment estimates never build up"),
+    Mutant("train_ignores_lr", "train_transformer", _train('''
+        optimizer.param_groups[0]["lr"] = 3e-3
+        idx = torch.randint(len(X), (batch_size,), generator=g)
+        logits = model(X[idx].to(device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+'''), "trains with the default learning rate whatever lr says"),
+    Mutant("train_records_loss_after_step", "train_transformer", _train('''
+        idx = torch.randint(len(X), (batch_size,), generator=g)
+        logits = model(X[idx].to(device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            logits = model(X[idx].to(device))
+            losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1)).item())
+'''), "records the batch's loss after the step instead of the loss it stepped on"),
 ]

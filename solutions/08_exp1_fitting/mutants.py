@@ -152,4 +152,10 @@ MUTANTS = [
     Mutant("my_function_scaled_target", "my_function",
            _my_function("2 * (x ** 2 + 2 * torch.sin(x) + torch.cos(x - 1) - 5) + 3"),
            "part 1's function, doubled and shifted: no new function to fit"),
+    Mutant("my_function_shifted_target", "my_function",
+           _my_function("(x - 1.5) ** 2 + 2 * torch.sin(x - 1.5) + torch.cos(x - 2.5) - 5"),
+           "part 1's function moved right by 1.5: f(x - 1.5), no new function to fit"),
+    Mutant("my_function_squeezed_target", "my_function",
+           _my_function("0.5 * ((2 * x) ** 2 + 2 * torch.sin(-2 * x) + torch.cos(-2 * x - 1) - 5)"),
+           "part 1's function of -2x, halved: mirrored and squeezed, still no new function"),
 ]
