@@ -204,7 +204,7 @@ class Colab:
         km = AsyncKernelManager(kernel_name="colab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self.kernels)]))
         client = SlicedPollClient(nb, km=km, timeout=1800, allow_errors=True,
                                   resources={"metadata": {"path": str(content)}})
-        client.execute(env=env)
+        client.execute(env=env, cleanup_kc=True)   # given a kernel manager, nbclient would leave the kernel running
         return nb
 
 
