@@ -85,6 +85,17 @@ def train_row_classifier(model, X, y, num_epochs=15, lr=1e-2, batch_size=64, max
 '''
 
 
+#: the solution's training loop, which the mutants at the end of the list change in one place each
+_TRAINED = _train('''
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(X_batch), y_batch)
+            loss.backward()
+            if max_norm is not None:
+                clip_grad_norm(model.parameters(), max_norm)
+            optimizer.step()
+''')
+
+
 MUTANTS = [
     # rnn_cell
     Mutant("rnn_missing_bias_hh", "rnn_cell", _rnn('''
@@ -320,90 +331,24 @@ def train_row_classifier(model, X, y, num_epochs=15, lr=1e-2, batch_size=64, max
         losses.append(total / len(X))
     return losses
 ''', "creates a new Adam every epoch, resetting its moment estimates"),
-    Mutant("train_shuffles_once", "train_row_classifier", '''
-def train_row_classifier(model, X, y, num_epochs=15, lr=1e-2, batch_size=64, max_norm=1.0, seed=0, verbose=True):
-    dev = next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in progress(range(num_epochs), enabled=verbose):
-        order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
-        total = 0.0
-        for start in range(0, len(X), batch_size):
-            idx = order[start:start + batch_size]
-            X_batch, y_batch = X[idx].to(dev), y[idx].to(dev)
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(X_batch), y_batch)
-            loss.backward()
-            if max_norm is not None:
-                clip_grad_norm(model.parameters(), max_norm)
-            optimizer.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(X))
-    return losses
-''', "re-seeds the generator every epoch, so every epoch sees the same order"),
-    Mutant("train_drops_last_batch", "train_row_classifier", '''
-def train_row_classifier(model, X, y, num_epochs=15, lr=1e-2, batch_size=64, max_norm=1.0, seed=0, verbose=True):
-    dev = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in progress(range(num_epochs), enabled=verbose):
-        order = torch.randperm(len(X), generator=generator)
-        total, seen = 0.0, 0
-        for start in range(0, len(X) - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
-            X_batch, y_batch = X[idx].to(dev), y[idx].to(dev)
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(X_batch), y_batch)
-            loss.backward()
-            if max_norm is not None:
-                clip_grad_norm(model.parameters(), max_norm)
-            optimizer.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
-        losses.append(total / max(seen, 1))
-    return losses
-''', "drops the last, smaller batch (as DataLoader(drop_last=True) would)"),
-    Mutant("train_loss_mean_of_batch_means", "train_row_classifier", '''
-def train_row_classifier(model, X, y, num_epochs=15, lr=1e-2, batch_size=64, max_norm=1.0, seed=0, verbose=True):
-    dev = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in progress(range(num_epochs), enabled=verbose):
-        order = torch.randperm(len(X), generator=generator)
-        batch_losses = []
-        for start in range(0, len(X), batch_size):
-            idx = order[start:start + batch_size]
-            X_batch, y_batch = X[idx].to(dev), y[idx].to(dev)
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(X_batch), y_batch)
-            loss.backward()
-            if max_norm is not None:
-                clip_grad_norm(model.parameters(), max_norm)
-            optimizer.step()
-            batch_losses.append(loss.item())
-        losses.append(sum(batch_losses) / len(batch_losses))
-    return losses
-''', "reports the epoch loss as the mean of the batch means (the smaller last batch counts as much as a full one)"),
-    Mutant("train_never_shuffles", "train_row_classifier", '''
-def train_row_classifier(model, X, y, num_epochs=15, lr=1e-2, batch_size=64, max_norm=1.0, seed=0, verbose=True):
-    dev = next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in progress(range(num_epochs), enabled=verbose):
-        total = 0.0
-        for start in range(0, len(X), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(X)))
-            X_batch, y_batch = X[idx].to(dev), y[idx].to(dev)
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(X_batch), y_batch)
-            loss.backward()
-            if max_norm is not None:
-                clip_grad_norm(model.parameters(), max_norm)
-            optimizer.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(X))
-    return losses
-''', "walks through the examples in their stored order, never shuffling"),
+    Mutant("train_shuffles_once", "train_row_classifier", _TRAINED.replace(
+        "    generator = torch.Generator().manual_seed(seed)\n", "").replace(
+        "generator=generator)", "generator=torch.Generator().manual_seed(seed))"),
+        "re-seeds the generator every epoch, so every epoch sees the same order"),
+    Mutant("train_drops_last_batch", "train_row_classifier", _TRAINED.replace(
+        "total = 0.0", "total, seen = 0.0, 0").replace(
+        "range(0, len(X), batch_size)", "range(0, len(X) - batch_size + 1, batch_size)").replace(
+        "            total += loss.item() * len(idx)\n", "            total += loss.item() * len(idx)\n            seen += len(idx)\n").replace(
+        "total / len(X)", "total / max(seen, 1)"),
+        "drops the last, smaller batch (as DataLoader(drop_last=True) would)"),
+    Mutant("train_loss_mean_of_batch_means", "train_row_classifier", _TRAINED.replace(
+        "total = 0.0", "batch_losses = []").replace(
+        "total += loss.item() * len(idx)", "batch_losses.append(loss.item())").replace(
+        "losses.append(total / len(X))", "losses.append(sum(batch_losses) / len(batch_losses))"),
+        "reports the epoch loss as the mean of the batch means (the smaller last batch counts as much as a full one)"),
+    Mutant("train_never_shuffles", "train_row_classifier", _TRAINED.replace(
+        "    generator = torch.Generator().manual_seed(seed)\n", "").replace(
+        "        order = torch.randperm(len(X), generator=generator)\n", "").replace(
+        "idx = order[start:start + batch_size]", "idx = torch.arange(start, min(start + batch_size, len(X)))"),
+        "walks through the examples in their stored order, never shuffling"),
 ]

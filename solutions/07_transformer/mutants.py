@@ -84,6 +84,17 @@ def train_transformer(model, X, Y, num_steps=200, batch_size=64, lr=3e-3, seed=0
 '''
 
 
+#: one correct training step, which the last mutants change in one place each
+_STEP = '''        idx = torch.randint(len(X), (batch_size,), generator=g)
+        logits = model(X[idx].to(device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+'''
+
+
 MUTANTS = [
     # scaled_dot_product_attention
     Mutant("sdpa_scaled_by_d_k", "scaled_dot_product_attention", _sdpa('''
@@ -347,35 +358,14 @@ def positional_encoding(T, d_model):
         optimizer.step()
         losses.append(loss.item())
 '''), "uses the inputs as targets: learns to copy instead of to reverse"),
-    Mutant("train_adam_per_step", "train_transformer", _train('''
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        idx = torch.randint(len(X), (batch_size,), generator=g)
-        logits = model(X[idx].to(device))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-'''), "creates a new Adam at every step, so its moment estimates never build up"),
-    Mutant("train_ignores_lr", "train_transformer", _train('''
-        optimizer.param_groups[0]["lr"] = 3e-3
-        idx = torch.randint(len(X), (batch_size,), generator=g)
-        logits = model(X[idx].to(device))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-'''), "trains with the default learning rate whatever lr says"),
-    Mutant("train_records_loss_after_step", "train_transformer", _train('''
-        idx = torch.randint(len(X), (batch_size,), generator=g)
-        logits = model(X[idx].to(device))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            logits = model(X[idx].to(device))
-            losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1)).item())
-'''), "records the batch's loss after the step instead of the loss it stepped on"),
+    Mutant("train_adam_per_step", "train_transformer", _train(
+        "\n        optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n" + _STEP),
+        "creates a new Adam at every step, so its moment estimates never build up"),
+    Mutant("train_ignores_lr", "train_transformer", _train('\n        optimizer.param_groups[0]["lr"] = 3e-3\n' + _STEP),
+        "trains with the default learning rate whatever lr says"),
+    Mutant("train_records_loss_after_step", "train_transformer", _train("\n" + _STEP.replace(
+        "        losses.append(loss.item())\n",
+        "        with torch.no_grad():\n            logits = model(X[idx].to(device))\n            losses.append("
+        "F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[idx].to(device).reshape(-1)).item())\n")),
+        "records the batch's loss after the step instead of the loss it stepped on"),
 ]
