@@ -7,7 +7,7 @@ from autograder.course import is_test_cell
 from autograder.mutants import graded_functions, load_mutants
 from autograder.release import check_release, leaked_solution_code
 from autograder.reports import cell_scores
-from conftest import REPO, all_assignments, all_mutants, mutant_student, read, released_notebooks
+from conftest import REPO, all_assignments, all_mutants, mutant_student, pipeline_mutants, read, released_notebooks
 
 ASSIGNMENTS = all_assignments()
 
@@ -41,14 +41,31 @@ def test_release_scores_zero(graded_class, assignment):
 
 @pytest.mark.parametrize("assignment,mutant", all_mutants(),
                          ids=[f"{a}:{m.name}" for a, m in all_mutants()])
-def test_mutant_loses_points(graded_class, assignment, mutant):
+def test_mutant_loses_points(request, mutant_verdicts, assignment, mutant):
     """Each plausible wrong answer, substituted into the solution, loses points."""
-    course, results = graded_class
-    student = mutant_student(mutant)
-    scores = cell_scores(course, assignment, student)
+    verdict = mutant_verdicts.get((assignment, mutant.name))
+    if verdict is not None:
+        assert verdict.status == "killed", (f"mutant {mutant.name!r} ({mutant.why}) {verdict.status} "
+                                            f"{verdict.reason}: no test catches it")
+        return
+    course, results = request.getfixturevalue("graded_class")       # tamper_* mutants: the whole pipeline
+    scores = cell_scores(course, assignment, mutant_student(mutant))
     got, full = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
     assert got < full, (f"mutant {mutant.name!r} ({mutant.why}) survived with {got}/{full}: "
                         f"no test catches it")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_engine_and_autograde_agree(graded_class, mutant_verdicts, assignment):
+    """On the mutants graded both ways, the engine's first failing test is one that nbgrader's autograde scores below full."""
+    course, _ = graded_class
+    both = [m for m in pipeline_mutants(assignment) if (assignment, m.name) in mutant_verdicts]
+    assert both, "no mutant is graded both by the engine and by the pipeline"
+    for mutant in both:
+        verdict = mutant_verdicts[(assignment, mutant.name)]
+        lost = {k for k, (got, full) in cell_scores(course, assignment, mutant_student(mutant)).items() if got < full}
+        assert (verdict.status == "killed") == bool(lost), (mutant.name, verdict.status, sorted(lost))
+        assert verdict.killed_by in lost, f"{mutant.name}: the engine's {verdict.killed_by} passes in autograde ({sorted(lost)})"
 
 
 def tamper_mutants() -> list[tuple[str, object, object]]:
