@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORKERS ?= 2
 
-.PHONY: venv demo test release check-release collect autograde feedback export report mutation lab publish bench pretrain clean
+.PHONY: venv demo test release check-release collect autograde feedback export evaluate report mutation lab publish bench pretrain clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -40,6 +40,9 @@ feedback: $(STAMP)
 export: $(STAMP)
 	$(PY) -m autograder export --to grades.csv
 
+evaluate: $(STAMP)          ## make evaluate A=09_exp2_cifar10 (or 08_exp1_fitting): handed-in models measured, an extra grade
+	$(PY) -m autograder evaluate $(A)
+
 report: $(STAMP)
 	$(PY) -m autograder report
 
@@ -49,13 +52,13 @@ mutation: $(STAMP)          ## mutants generated from every graded function, gra
 lab: $(STAMP)               ## JupyterLab with nbgrader's formgrader, on this course (COURSE=dir for another root)
 	$(PY) -m autograder $(if $(COURSE),--course $(COURSE)) lab
 
-publish: $(STAMP)           ## make publish EDITION=../course-edition: the student edition, no solutions
+publish: $(STAMP)           ## make publish EDITION=../course-edition: the student edition, no solutions (with make pretrain's checkpoint when there is one)
 	$(PY) -m autograder publish $(EDITION)
 
 bench: $(STAMP)             ## speed figures (not tests): autograde overhead and parallel speed-up
 	$(PY) -m autograder.bench
 
-pretrain: $(STAMP)          ## exp2's 5-epoch ResNet20 checkpoint (needs a CUDA GPU and the real CIFAR-10)
+pretrain: $(STAMP)          ## exp2's 5-epoch ResNet20 checkpoint and its .sha256 (needs a CUDA GPU and the real CIFAR-10); make publish ships it
 	$(PY) -m autograder.pretrain
 
 clean:

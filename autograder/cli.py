@@ -71,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--report", action="store_true", help="rewrite the report from reports/mutation.json with the "
                    "current equivalent_mutants.txt files; grade nothing")
 
+    ev = sub.add_parser("evaluate", help="measure the handed-in models: exp2's final.pth on the CIFAR-10 test set, "
+                        "exp1's model.pth on a held-out grid; reports/evaluate_<a>.csv and an extra grade in the gradebook")
+    ev.add_argument("assignment", choices=("09_exp2_cifar10", "08_exp1_fitting"))
+    ev.add_argument("--student", action="append", help="only this student (repeatable)")
+    ev.add_argument("--data", type=Path, metavar="DIR", help="the folder holding cifar-10-batches-py/ (default: "
+                    "$COURSE_DATA_DIR, else ~/.cache/dlcourse)")
+    ev.add_argument("--unverified-data", action="store_true", help="accept a CIFAR-10 copy whose md5 sums do not match "
+                    "(e.g. generated images); every row then says it is not the real test set")
+    ev.add_argument("--device", help="torch device for the measurement (default: cuda when there is one, else cpu)")
+    ev.add_argument("--no-isolation", action="store_true", help="open the handed-in files unsandboxed")
+
     pub = sub.add_parser("publish", help="write the student edition (lectures, released assignments, the "
                          "student package, README, licence; no solutions, hidden tests or grader) into DIR")
     pub.add_argument("dest", type=Path, metavar="DIR")
@@ -214,6 +225,10 @@ def _main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
         return 1 if any(r.error for r in results) else 0
+    if args.command == "evaluate":
+        from autograder import evaluate
+
+        return evaluate.cli(course, args.assignment, args.student, args.data, args.unverified_data, args.device)
     if args.command == "lab":
         import os
 

@@ -36,6 +36,10 @@ class Repository:
         """The Colab address that opens ``path`` (relative to the repository root) from GitHub."""
         return f"https://colab.research.google.com/github/{self.url.removeprefix('https://github.com/')}/blob/{self.branch}/{path}"
 
+    def raw_url(self, path: str) -> str:
+        """The address that serves the committed file ``path`` of the branch as it is (GitHub's raw files)."""
+        return f"https://raw.githubusercontent.com/{self.url.removeprefix('https://github.com/')}/{self.branch}/{path}"
+
     def pip_spec(self) -> str:
         return f"dlcourse @ git+{self.url}@{self.branch}"
 

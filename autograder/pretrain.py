@@ -4,7 +4,10 @@ Runs the solution of experiment 2 (``solutions/09_exp2_cifar10``) for epochs 0-4
 real CIFAR-10 and writes ``build/pretrain/resnet20_epoch5.pth`` (CPU tensors, so it loads on any
 machine): ``{'net', 'epoch': 5, 'optimizer', 'acc', 'history'}``, the format the notebook's ``resume``
 reads; ``history`` (epochs 0-4, per epoch as ``train`` records it) lets a resumed run's curve, its
-``final.pth`` and its ``exp2_history.json`` cover all 10 epochs.
+``final.pth`` and its ``exp2_history.json`` cover all 10 epochs. Beside it goes its SHA-256,
+``resnet20_epoch5.pth.sha256`` (``sha256sum`` format, so ``sha256sum -c`` checks it);
+``python -m autograder publish`` copies both into the student edition and records the sum and the
+download URL in the edition's package, where ``dlcourse.data.pretrained_checkpoint()`` checks them.
 It needs a CUDA GPU and the real, md5-checked CIFAR-10 in the course data folder
 (``python -m dlcourse.data`` downloads it); without them it says what is missing and exits with 1.
 
@@ -61,6 +64,29 @@ def pretrain_checkpoint(ns: dict, model, train_loader, test_loader, epochs: int 
     return checkpoint, history
 
 
+def checksum_path(checkpoint: Path) -> Path:
+    """``<checkpoint>.sha256``, the file ``write_checksum`` writes."""
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def write_checksum(checkpoint: Path) -> str:
+    """Write ``<checkpoint>.sha256`` (``<hex>  <name>``, as ``sha256sum`` does) and return the hex sum."""
+    from dlcourse.data import sha256_of
+
+    sha = sha256_of(checkpoint)
+    checksum_path(checkpoint).write_text(f"{sha}  {checkpoint.name}\n")
+    return sha
+
+
+def read_checksum(checkpoint: Path) -> str | None:
+    """The sum recorded in ``<checkpoint>.sha256``, or None when there is none."""
+    try:
+        text = checksum_path(checkpoint).read_text().split()
+    except OSError:
+        return None
+    return text[0].lower() if text else None
+
+
 def _missing() -> list[str]:
     """Why a pretraining run cannot happen here (empty when it can)."""
     import torch
@@ -108,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint, history = pretrain_checkpoint(ns, model, train_loader, test_loader, args.epochs)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
+    sha = write_checksum(out)
     print(f"{args.epochs} epochs in {time.time() - start:.0f} s on {torch.cuda.get_device_name(0)}: "
           f"test accuracy {history['test_acc'][-1]:.3f} (per epoch: "
           f"{', '.join(f'{a:.3f}' for a in history['test_acc'])})")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB). Students set RESUME_FROM to its path in "
-          f"section 9 of {ASSIGNMENT}; training continues at epoch {args.epochs}.")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {checksum_path(out).name} (sha256 {sha}). "
+          f"`make publish EDITION=DIR` puts it into the student edition; there students set USE_PRETRAINED = True "
+          f"in section 9 of {ASSIGNMENT} and training continues at epoch {args.epochs}.")
     return 0
 
 

@@ -27,7 +27,8 @@ class ItemStats:
 def export_grades(course: Course, dest: Path) -> Path:
     """``nbgrader export`` to ``dest`` (CSV, one row per student per assignment), plus a column
     ``pending_written_points``: the points of written answers nobody has graded yet (their score
-    counts as 0 in ``score`` until someone grades them in the formgrader). The due dates of
+    counts as 0 in ``score`` until someone grades them in the formgrader), and the extra grades of
+    ``evaluate`` (``test_accuracy``, ``heldout_r2``; empty where it measured nothing). The due dates of
     ``schedule.toml`` and the late penalties of the current scores are written into the gradebook
     first (``autograder/duedates.py``), so the ``duedate``, ``late_submission_penalty`` and ``score``
     columns follow it."""
@@ -38,15 +39,22 @@ def export_grades(course: Course, dest: Path) -> Path:
     proc = course.nbgrader("export", f"--to={dest}")
     if proc.returncode != 0:
         raise RuntimeError(f"nbgrader export failed:\n{proc.stderr[-2000:]}")
+    from autograder import evaluate
+
     pending = pending_manual(course)
+    measured = evaluate.recorded(course)
     with dest.open(newline="") as f:
         rows = list(csv.DictReader(f))
     fields = list(rows[0].keys()) if rows else ["assignment", "student_id"]
     with dest.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields + ["pending_written_points"])
+        w = csv.DictWriter(f, fieldnames=fields + ["pending_written_points"] + evaluate.metrics())
         w.writeheader()
         for row in rows:
-            row["pending_written_points"] = f"{pending.get((row.get('assignment'), row.get('student_id')), 0.0):g}"
+            key = (row.get("assignment"), row.get("student_id"))
+            row["pending_written_points"] = f"{pending.get(key, 0.0):g}"
+            for metric in evaluate.metrics():
+                value = measured.get(key, {}).get(metric)
+                row[metric] = "" if value is None else f"{value:.4f}"
             w.writerow(row)
     return dest
 

@@ -41,6 +41,18 @@ through ``data_dir()`` (an ``evaluate`` command too) then use that copy. Check i
 ``COURSE_DATA_DIR=/srv/dl-course/data python -m dlcourse.data --check``. It may be read-only: checking,
 loading and the download gate only read a folder that holds CIFAR-10 files.
 
+**Experiment 2's 5-epoch checkpoint.** ``pretrained_checkpoint(path=None, download=True)`` returns the
+path of the ResNet20 checkpoint after epochs 0-4 that the instructor made (``make pretrain``) and
+published with the student edition, which records its sha256, size and download URL in this package
+(``pretrained.json``, ``pretrained_record()``). It uses ``<data dir>/resnet20_epoch5.pth`` when it is
+there (or the edition clone's ``checkpoints/`` copy, or ``path``), else downloads it once from the
+recorded URL into the data folder (a temporary name, moved into place only once its sha256 is checked,
+never over a file that is there), and checks every file against the recorded sha256. On any problem
+``PretrainedCheckpointError`` names the file, the expected and found size and sha256, the likely cause,
+the URL and the exact path to put the file at; without a record (the course's own source, or an
+edition published without a checkpoint) it says none was published and how an instructor publishes
+one. ``python -m dlcourse.data --pretrained [PATH]`` does the same from a terminal.
+
 **Augmentation, two paths, one recipe.** The training recipe is: pad 4 zero pixels on each side, crop
 a random 32x32 window, flip left-right with probability 1/2, then scale to [0, 1] and normalise with
 the CIFAR-10 channel mean and standard deviation. ``train_transform()`` does it per image with
@@ -55,6 +67,7 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -681,6 +694,157 @@ def make_loaders(data, batch_size: int = 128, device=None, resident: bool | None
     return train_loader, test_loader
 
 
+# -- the 5-epoch checkpoint of experiment 2 ---------------------------------------------------------
+#: written into the student edition's package by ``python -m autograder publish`` when the instructor
+#: published a checkpoint (``make pretrain``); absent from the course's own source
+PRETRAINED_RECORD = Path(__file__).with_name("pretrained.json")
+PRETRAINED_FILE = "resnet20_epoch5.pth"
+_PUBLISH_HOW = ("Instructors: `make pretrain` (a CUDA GPU and the real CIFAR-10) writes "
+                "build/pretrain/resnet20_epoch5.pth and its .sha256; `make publish EDITION=DIR` then copies it into "
+                "the edition's checkpoints/ and records its sha256 and download URL in the edition's "
+                "dlcourse/pretrained.json; push the edition.")
+
+
+class PretrainedCheckpointError(DatasetNotFoundError):
+    """The 5-epoch checkpoint is missing, unpublished, or not the published file; the message says which file,
+    what was expected and what was found, and exactly where to put the file."""
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file, hex (what ``sha256sum`` prints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pretrained_record() -> dict | None:
+    """What the instructor published about the 5-epoch checkpoint (file, sha256, bytes, url, epochs, test
+    accuracy), from ``dlcourse/pretrained.json``; None when this copy of the package has none."""
+    try:
+        record = json.loads(PRETRAINED_RECORD.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("sha256") and record.get("file") else None
+
+
+def _pretrained_where(record: dict, target: Path, lead: str = "Download it") -> str:
+    """Where the file comes from and exactly where it goes."""
+    return (f"{lead} (on a machine with internet) from\n    {record['url']}\n"
+            f"({record['bytes']:,} bytes, sha256 {record['sha256']}) and put it at\n    {target}\n"
+            f"(the course data folder: ${DATA_DIR_ENV}, else {DEFAULT_DATA_DIR}; a clone of the course edition "
+            f"holds it as {record.get('path_in_edition', 'checkpoints/' + record['file'])}); then run again. "
+            "`python -m dlcourse.data --pretrained` checks it.")
+
+
+def _pretrained_mismatch(record: dict, path: Path, size: int, sha: str, what: str) -> str:
+    expected = int(record["bytes"])
+    cause = ("the file is empty: an interrupted download or copy" if size == 0 else
+             "shorter than the published file: an interrupted download or copy" if size < expected else
+             "the size of the published file but other bytes: a damaged copy" if size == expected else
+             "not the published file: another checkpoint (your own run, an older edition) under its name")
+    return (f"{what} is not the 5-epoch checkpoint your instructor published:\n"
+            f"    found:    {size:,} bytes, sha256 {sha}\n"
+            f"    expected: {expected:,} bytes, sha256 {record['sha256']}\n"
+            f"    likely cause: {cause}")
+
+
+def _verified(record: dict, path: Path) -> bool:
+    """True when ``path`` is the published file; raises PretrainedCheckpointError (file left as it is) when not."""
+    size, sha = path.stat().st_size, sha256_of(path)
+    if sha == record["sha256"]:
+        return True
+    raise PretrainedCheckpointError(
+        _pretrained_mismatch(record, path, size, sha, str(path)) + "\n"
+        f"Nothing was downloaded over it and it was not changed. Delete (or move) {path} and run again to "
+        "download the published file, or " + _pretrained_where(record, path, "download it yourself"))
+
+
+def _download_pretrained(record: dict, target: Path) -> Path:
+    """Download the published checkpoint to a temporary name beside ``target``, check its sha256, then move it
+    to ``target`` only if nothing is there; a failed or wrong download is deleted."""
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".download", dir=target.parent)
+    tmp = Path(tmp_name)
+    limit = 2 * int(record["bytes"]) + (1 << 20)      # a server sending far more is not sending this file
+    try:
+        h, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(record["url"], timeout=DOWNLOAD_TIMEOUT_S) as response:
+            while block := response.read(1 << 20):
+                size += len(block)
+                if size > limit:
+                    raise OSError(f"the server sent more than {limit:,} bytes")
+                h.update(block)
+                out.write(block)
+        if h.hexdigest() != record["sha256"]:
+            raise PretrainedCheckpointError(
+                _pretrained_mismatch(record, tmp, size, h.hexdigest(), f"The file downloaded from {record['url']}")
+                + "\nIt was deleted; nothing was put at " + str(target) + ". Ask your instructor: the published "
+                "file and this package's record of it disagree (an edition republished since you installed the "
+                "package? then reinstall it), or " + _pretrained_where(record, target, "download it yourself"))
+        try:
+            os.link(tmp, target)                          # fails if something appeared at target meanwhile
+        except FileExistsError:
+            pass                                          # checked below, never replaced
+        except OSError:                                   # no hard links here (some network or FAT drives)
+            if not target.exists():
+                os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _verified(record, target)
+    return target
+
+
+def pretrained_checkpoint(path: str | Path | None = None, download: bool = True) -> Path:
+    """The path of experiment 2's 5-epoch ResNet20 checkpoint, checked against the sha256 the instructor published.
+
+    ``path``: a copy you have (only checked, never downloaded to). Otherwise ``<data_dir()>/resnet20_epoch5.pth``:
+    used when it is there, else the copy in the course edition's ``checkpoints/`` when the package is installed
+    from a clone of it, else (``download=True``) downloaded once from the published URL into the data folder.
+    Every file is checked against the published sha256 before it is returned; an existing file is never
+    replaced or changed. Raises ``PretrainedCheckpointError`` naming the file, the expected and the found size
+    and sha256, and where to put the file; without a published record (the course's own source, an edition
+    published before the checkpoint existed) it says the instructor has not published one, and how to.
+    """
+    record = pretrained_record()
+    if record is None:
+        raise PretrainedCheckpointError(
+            f"No 5-epoch checkpoint was published with this copy of the course package ({PRETRAINED_RECORD} is "
+            "not there), so there is no checksum to check a file against: your instructor has not published it "
+            "(yet). Ask them, or train from epoch 0 (RESUME_FROM = None); a checkpoint you were given directly "
+            "can be set as RESUME_FROM = \"path/to/resnet20_epoch5.pth\" (unchecked).\n" + _PUBLISH_HOW)
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise PretrainedCheckpointError(f"The 5-epoch checkpoint {path} does not exist. "
+                                            + _pretrained_where(record, path.resolve()) +
+                                            f" Or call pretrained_checkpoint() without a path to use the data folder.")
+        _verified(record, path)
+        return path
+    target = data_dir() / record["file"]
+    if target.exists():
+        _verified(record, target)
+        return target
+    clone = Path(__file__).resolve().parent.parent / record.get("path_in_edition", "checkpoints/" + record["file"])
+    if clone.is_file():
+        _verified(record, clone)
+        return clone
+    if not download:
+        raise PretrainedCheckpointError(f"The 5-epoch checkpoint is not in {target.parent} (download=False: nothing "
+                                        "is downloaded). " + _pretrained_where(record, target))
+    try:
+        return _download_pretrained(record, target)
+    except PretrainedCheckpointError:
+        raise
+    except (OSError, ValueError) as err:   # URLError and timeouts are OSErrors
+        raise PretrainedCheckpointError(f"The 5-epoch checkpoint is not in {target.parent} and the download failed "
+                                        f"({type(err).__name__}: {err}); nothing was put there. "
+                                        + _pretrained_where(record, target)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dlcourse.data [--check]``: download CIFAR-10 into the data folder (or say why not), or only check it."""
     parser = argparse.ArgumentParser(prog="python -m dlcourse.data",
@@ -690,7 +854,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="only check each file's md5 sum and say what is wrong; download nothing "
                              "(exit status 0 when it is the real CIFAR-10)")
+    parser.add_argument("--pretrained", nargs="?", const="", metavar="PATH",
+                        help="instead: experiment 2's 5-epoch checkpoint, checked against the published sha256 "
+                             "(PATH, or the data folder's copy, downloaded when missing unless --check)")
     args = parser.parse_args(argv)
+    if args.pretrained is not None:
+        try:
+            path = pretrained_checkpoint(args.pretrained or None, download=not args.check)
+        except PretrainedCheckpointError as err:
+            print(err)
+            return 1
+        print(f"the 5-epoch checkpoint is {path} (sha256 checked): set RESUME_FROM to it, or USE_PRETRAINED = True "
+              "in section 9 of experiment 2")
+        return 0
     root = data_dir()
     status = check_cifar10(root)
     if args.check:
