@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
                          "student package, README, licence; no solutions, hidden tests or grader) into DIR")
     pub.add_argument("dest", type=Path, metavar="DIR")
     pub.add_argument("--force", action="store_true", help="replace what DIR holds (its .git is kept)")
+    pub.add_argument("--pretrained", type=Path, metavar="PATH", help="exp2's 5-epoch checkpoint to publish with its "
+                     "sha256 (default: make pretrain's build/pretrain/resnet20_epoch5.pth, when it exists)")
 
     d = sub.add_parser("demo", help="release, grade a demo class of good and broken submissions, report")
     d.add_argument("--workers", type=int, default=2)
@@ -123,7 +125,7 @@ def _main(argv: list[str] | None = None) -> int:
         from autograder.publish import PublishError, publish
 
         try:
-            files = publish(course, args.dest, force=args.force)
+            files = publish(course, args.dest, force=args.force, pretrained=args.pretrained)
         except PublishError as err:
             print(f"publish failed: {err}", file=sys.stderr)
             return 1
