@@ -49,18 +49,10 @@ description = "The student package of an open deep-learning course: checks, data
 readme = "README.md"
 requires-python = ">=3.10"
 license = {{ text = "MIT" }}
-# lower bounds only: Colab's preinstalled versions (torch 2.11, numpy 2.1, ipywidgets 7.7, ...) satisfy them
+# lower bounds only (the repository's pyproject.toml [project] dependencies): Colab's preinstalled versions
+# (torch 2.11, numpy 2.1, ipywidgets 7.7, ...) satisfy them
 dependencies = [
-    "torch>=2.1",
-    "torchvision>=0.16",
-    "numpy>=1.24",
-    "scikit-learn>=1.2",
-    "matplotlib>=3.5",
-    "ipywidgets>=7.6",
-    "ipykernel>=6.0",
-    "nbformat>=5.7",
-    "nbclient>=0.7",
-    "tqdm>=4.60",
+{dependencies}
 ]
 
 [tool.setuptools]
@@ -232,6 +224,15 @@ def _version(repo: Path) -> str:
     return match.group(1) if match else "0.0.0"
 
 
+def student_dependencies(repo: Path) -> str:
+    """The student package's dependencies, as TOML list items: the repository's ``[project] dependencies``
+    (lower bounds; the grader's exact pins are its ``grader`` extra and never reach the edition)."""
+    import tomllib
+
+    deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+    return "\n".join(f'    "{d}",' for d in deps)
+
+
 def pretrained_checkpoint_record(checkpoint: Path, repository: Repository) -> dict:
     """What the edition records about the 5-epoch checkpoint ``checkpoint`` (``dlcourse/pretrained.json``),
     after checking that it is one: a dict with ``net`` and ``epoch`` 5 that loads as plain tensors, whose
@@ -301,7 +302,8 @@ def publish(course, dest: Path, *, force: bool = False, check_drift: bool = True
     shutil.copytree(repo / "lectures", dest / "lectures", ignore=skip)
     shutil.copytree(repo / "assignments", dest / "assignments", ignore=skip)
     shutil.copytree(repo / "dlcourse", dest / "dlcourse", ignore=skip)
-    (dest / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(version=_version(repo)))
+    (dest / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(version=_version(repo),
+                                                              dependencies=student_dependencies(repo)))
     (dest / "LICENSE").write_text(MIT)
     if record is not None:
         (dest / "checkpoints").mkdir()

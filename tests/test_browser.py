@@ -198,7 +198,7 @@ def playwright_chromium():
     if not CHROMIUM.is_file():
         unavailable(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)")
     if sync_playwright is None:
-        unavailable("the playwright Python package is missing (pip install -e '.[dev]')")
+        unavailable("the playwright Python package is missing (pip install -e '.[grader,dev]')")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

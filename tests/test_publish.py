@@ -37,6 +37,19 @@ def test_edition_holds_every_lecture_assignment_and_the_student_package(edition)
     assert all(">=" in d for d in project["dependencies"])
 
 
+def test_student_and_grader_dependencies_come_from_one_pyproject(edition):
+    """The repository's dependencies are the student package's lower bounds (the edition's, word for word); the
+    grader extra keeps the exact pins and what only instructors need; the Makefile installs both."""
+    dest, _ = edition
+    ours = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    theirs = tomllib.loads((dest / "pyproject.toml").read_text())["project"]
+    assert theirs["dependencies"] == ours["dependencies"]
+    grader = " ".join(ours["optional-dependencies"]["grader"])
+    for pin in ("torch==", "torchvision==", "nbgrader==", "jupyterlab", "psycopg", "nh3"):
+        assert pin in grader, f"the grader extra lacks {pin}"
+    assert "'.[grader,dev]'" in (REPO / "Makefile").read_text()
+
+
 def test_edition_package_builds_with_only_dlcourse(edition, tmp_path):
     """The edition's pyproject builds a wheel of dlcourse alone (what Colab's setup cell installs)."""
     dest, _ = edition
