@@ -367,10 +367,8 @@ def _digest(value) -> bytes:
         h.update(str((value.dtype.str, value.shape)).encode())
         h.update((value if value.flags.c_contiguous else value.copy(order="C")).tobytes())
         return h.digest()
-    t = value.detach().reshape(-1).contiguous().cpu()
     h.update(str((str(value.dtype), tuple(value.shape))).encode())
-    if t.numel():
-        h.update(t.view(__import__("torch").uint8).numpy().tobytes())
+    h.update(wire.tensor_bytes(value))
     return h.digest()
 
 

@@ -145,8 +145,7 @@ class Encoder:
             flat = flat.resolve_conj()
         if flat.is_neg():
             flat = flat.resolve_neg()
-        flat = flat.reshape(-1).contiguous().cpu()
-        data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+        data = tensor_bytes(flat)
         out = {"$": "tensor", "dtype": dtype, "shape": list(value.shape), "b": self._buffer(data),
                "device": str(value.device)}
         if value.requires_grad:
@@ -154,6 +153,18 @@ class Encoder:
         if isinstance(value, torch.nn.Parameter):
             out["param"] = True
         return out
+
+
+def tensor_bytes(t) -> bytes:
+    """The bytes of a tensor's elements in C order, whatever its strides and device."""
+    import torch
+
+    flat = t.detach().reshape(-1).contiguous().cpu()
+    if not flat.numel():
+        return b""
+    if flat.stride(-1) != 1:     # one element with any stride counts as contiguous, and view() refuses it
+        flat = torch.empty(flat.shape, dtype=flat.dtype).copy_(flat)
+    return flat.view(torch.uint8).numpy().tobytes()
 
 
 def encode(value, handle=None) -> tuple[object, list[bytes]]:

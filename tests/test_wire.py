@@ -108,3 +108,13 @@ def test_fuzzed_frames_raise_only_wire_errors():
             wire.decode(message.get("v"), views)
         except wire.WireError:
             pass
+
+
+def test_a_one_element_view_with_a_large_stride_crosses():
+    """x[:, 0, 0, 0] of a batch of one image is contiguous but has stride 64: it crosses as its one value."""
+    import torch
+
+    x = (torch.arange(64.0).reshape(1, 1, 8, 8) + 5)[:, 0, 0, 0].clone()
+    assert x.stride() == (64,)
+    back = wire.decode(*wire.encode(x))
+    assert back.shape == (1,) and back.item() == 5.0
