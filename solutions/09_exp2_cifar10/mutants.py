@@ -130,6 +130,11 @@ MUTANTS = [
         self.layer2 = nn.Sequential(BasicBlock(16, 32, stride=2), BasicBlock(32, 32))
         self.layer3 = nn.Sequential(BasicBlock(32, 64, stride=2), BasicBlock(64, 64))'''),
            "builds ResNet14: two blocks per stage"),
+    Mutant("resnet_stride_in_second_block", "ResNet20", _resnet(stages='''
+        self.layer1 = nn.Sequential(BasicBlock(16, 16), BasicBlock(16, 16), BasicBlock(16, 16))
+        self.layer2 = nn.Sequential(BasicBlock(16, 32), BasicBlock(32, 32, stride=2), BasicBlock(32, 32))
+        self.layer3 = nn.Sequential(BasicBlock(32, 64), BasicBlock(64, 64, stride=2), BasicBlock(64, 64))'''),
+           "each stage downsamples in its second block: the same parameters and stage shapes, another network"),
     Mutant("resnet_max_pool_head", "ResNet20", _resnet(pool="x.amax(dim=(2, 3))"),
            "global max pooling instead of global average pooling"),
     Mutant("resnet_stem_without_relu", "ResNet20", _resnet(stem="self.bn1(self.conv1(x))"),
