@@ -102,6 +102,18 @@ def mutant_verdicts():
     return verdicts
 
 
+def hand_in(inbox: Path, student: str, assignment: str, notebook: Path, files: dict[str, bytes] | None = None) -> Path:
+    """Put a submission into ``inbox/<student>/<assignment>/`` as a student hands it in: the notebook and ``files``
+    (relative path -> bytes, folders made as needed); returns that folder (for ``collect``)."""
+    folder = inbox / student / assignment
+    folder.mkdir(parents=True)
+    shutil.copy(notebook, folder / notebook.name)
+    for name, data in (files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
 def released_notebooks() -> list[Path]:
     return sorted((REPO / "assignments").glob("*/*.ipynb"))
 

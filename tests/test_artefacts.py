@@ -8,7 +8,6 @@ those files byte for byte as handed in, and the autograded notebook shows them, 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +16,7 @@ import pytest
 
 from autograder import artefacts
 from autograder.artefacts import ARTEFACTS, LABEL, ArtefactError, read_json, results_cell
-from conftest import REPO, read
+from conftest import REPO, hand_in, read
 
 matplotlib.use("Agg")
 
@@ -245,12 +244,7 @@ def graded(tmp_path_factory):
                                  "checkpoints/final.pth": b"the student's own final.pth"}),
     }
     for (student, assignment), (notebook, extra) in files.items():
-        folder = inbox / student / assignment
-        folder.mkdir(parents=True)
-        shutil.copy(notebook, folder / notebook.name)
-        for name, data in extra.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(data)
+        hand_in(inbox, student, assignment, notebook, extra)
     collect(course, inbox)
     results = Autograder(course, workers=2, cell_timeout=300, show_progress=False, budgets=False).run([EXP1, EXP2])
     return course, {(r.student, r.assignment): r for r in results}, files

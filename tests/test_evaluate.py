@@ -11,7 +11,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from autograder.course import Course
 from autograder.pretrain import pretrain_checkpoint, solution_namespace
 from autograder.release import release
 from autograder.reports import export_grades
-from conftest import REPO
+from conftest import REPO, hand_in
 from dlcourse.data import load_cifar10, make_loaders, write_fake_cifar10
 
 EXP2, EXP1 = "09_exp2_cifar10", "08_exp1_fitting"
@@ -55,27 +54,19 @@ def course_with_models(tmp_path_factory):
 
     inbox = tmp / "inbox"
     nb2 = course.source_notebooks(EXP2)[0]
-    def hand_in(student, assignment, files: dict[str, bytes], notebook: Path):
-        folder = inbox / student / assignment
-        folder.mkdir(parents=True)
-        shutil.copy(notebook, folder / notebook.name)
-        for name, data in files.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(data)
-
     def saved(obj) -> bytes:
         buf = io.BytesIO()
         torch.save(obj, buf)
         return buf.getvalue()
 
-    hand_in("good", EXP2, {"checkpoints/final.pth": saved(checkpoint)}, nb2)
-    hand_in("boaster", EXP2, {"checkpoints/final.pth": saved({**checkpoint, "acc": 0.99})}, nb2)
-    hand_in("plain-state-dict", EXP2, {"final.pth": saved(checkpoint["net"])}, nb2)
-    hand_in("whole-model", EXP2, {"checkpoints/final.pth": saved({"net": torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3))})}, nb2)
-    hand_in("attacker", EXP2, {"checkpoints/final.pth": pickle.dumps({"net": _Boom()})}, nb2)
-    hand_in("other-net", EXP2, {"checkpoints/final.pth": saved({"net": torch.nn.Linear(4, 2).state_dict()})}, nb2)
-    hand_in("garbage", EXP2, {"checkpoints/final.pth": os.urandom(5000)}, nb2)
-    hand_in("no-file", EXP2, {}, nb2)
+    hand_in(inbox, "good", EXP2, nb2, {"checkpoints/final.pth": saved(checkpoint)})
+    hand_in(inbox, "boaster", EXP2, nb2, {"checkpoints/final.pth": saved({**checkpoint, "acc": 0.99})})
+    hand_in(inbox, "plain-state-dict", EXP2, nb2, {"final.pth": saved(checkpoint["net"])})
+    hand_in(inbox, "whole-model", EXP2, nb2, {"checkpoints/final.pth": saved({"net": torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3))})})
+    hand_in(inbox, "attacker", EXP2, nb2, {"checkpoints/final.pth": pickle.dumps({"net": _Boom()})})
+    hand_in(inbox, "other-net", EXP2, nb2, {"checkpoints/final.pth": saved({"net": torch.nn.Linear(4, 2).state_dict()})})
+    hand_in(inbox, "garbage", EXP2, nb2, {"checkpoints/final.pth": os.urandom(5000)})
+    hand_in(inbox, "no-file", EXP2, nb2, {})
 
     ns1 = solution_namespace(EXP1)
     torch.manual_seed(0)
@@ -88,9 +79,9 @@ def course_with_models(tmp_path_factory):
         torch.mean((net(x) - y) ** 2).backward()
         opt.step()
     nb1 = course.source_notebooks(EXP1)[0]
-    hand_in("good", EXP1, {"model.pth": saved(net.state_dict())}, nb1)
-    hand_in("untrained", EXP1, {"model.pth": saved(ns1["make_mlp"](hidden_sizes=(32, 32)).state_dict())}, nb1)
-    hand_in("wrong-sizes", EXP1, {"model.pth": saved(ns1["make_mlp"](hidden_sizes=(16,)).state_dict())}, nb1)
+    hand_in(inbox, "good", EXP1, nb1, {"model.pth": saved(net.state_dict())})
+    hand_in(inbox, "untrained", EXP1, nb1, {"model.pth": saved(ns1["make_mlp"](hidden_sizes=(32, 32)).state_dict())})
+    hand_in(inbox, "wrong-sizes", EXP1, nb1, {"model.pth": saved(ns1["make_mlp"](hidden_sizes=(16,)).state_dict())})
     peek = json.loads(nb1.read_text())
     for cell in peek["cells"]:
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "my_function":
@@ -100,7 +91,7 @@ def course_with_models(tmp_path_factory):
     peeker = tmp / "peek" / nb1.name
     peeker.parent.mkdir()
     peeker.write_text(json.dumps(peek))
-    hand_in("peeker", EXP1, {"model.pth": saved(net.state_dict())}, peeker)
+    hand_in(inbox, "peeker", EXP1, peeker, {"model.pth": saved(net.state_dict())})
 
     collect(course, inbox)
     course.register_students(["good", "boaster", "plain-state-dict", "whole-model", "attacker", "other-net",
